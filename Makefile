@@ -1,0 +1,45 @@
+# urbanlab: two commands do all the set-up.
+#   make run    build .venv if missing, then run the whole pipeline (DVC -> papermill -> reports/index.html)
+#   make test   build .venv if missing, then nbdev_test over nbs/ and pytest tests/
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.urbanlab-installed
+
+.PHONY: help env sysdeps run test test-fast lab prepare benchmark clean-env
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+sysdeps:  ## install the system packages urbanlab needs (Java for Spark) if missing
+	@command -v java >/dev/null || { echo "Installing Java 17 for Spark"; apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
+
+$(STAMP): requirements.txt setup.py settings.ini
+	@echo "Building $(VENV) with the pinned stack (about 3 minutes the first time)"
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check pip==25.2
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name urbanlab --display-name "Python (urbanlab)"
+	touch $@
+
+env: sysdeps $(STAMP)  ## create .venv with the pinned stack if missing
+
+run: env  ## run the pipeline on the embedded default data; prints where reports/index.html is
+	$(BIN)/urbanlab run
+
+test: env  ## every test: notebooks (nbdev_test) then pytest tests/
+	$(BIN)/nbdev_test --n_workers 2 --flags spark
+	$(BIN)/pytest tests
+
+lab: env  ## JupyterLab on this project with the urbanlab kernel, at http://127.0.0.1:8888
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+prepare: env  ## before a commit: export nbs/ to urbanlab/, clean notebooks, regenerate dvc.yaml
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/urbanlab dvc-yaml
+
+benchmark: env  ## measure the pipeline's own overhead (prints figures)
+	$(BIN)/python benchmarks/pipeline_overhead.py
+
+clean-env:  ## remove .venv
+	rm -rf $(VENV)
