@@ -30,7 +30,7 @@ def migration_balance(flows, dest: str = "dest_ubigeo", origin: str = "origin_ub
             .withColumn("net_internal", F.col("in_from_districts") - F.col("out_to_districts")))
 
 # %% ../../nbs/20_features.patterns.ipynb #c012
-def add_migration_rates(df: pd.DataFrame, base: str = "pop_5plus") -> pd.DataFrame:
+def add_migration_rates(df: pd.DataFrame, base: str = "population_5plus") -> pd.DataFrame:
     "`df` with in-, out- and net-migration per 1,000 residents aged 5+ (`in_rate`, `out_rate`, `net_rate`)."
     per = 1000 / df[base].where(df[base] > 0)
     return df.assign(in_rate=(df.in_from_districts + df.in_from_abroad_or_unknown) * per,
