@@ -10,10 +10,11 @@ from pathlib import Path
 import nbformat, papermill as pm, yaml
 from ..core import UrbanlabError, project_root, replace_dir, write_text_atomic
 from .params import check_params, notebook_params
-from .stages import Stage, get_stage, STAGES
+from .stages import Stage, get_stage
+from ..reports.offline import render_html
 
 # %% auto #0
-__all__ = ['StageFailed', 'read_params', 'stage_values', 'render_html', 'StageRun', 'run_stage', 'run_pipeline']
+__all__ = ['StageFailed', 'read_params', 'stage_values', 'StageRun', 'run_stage', 'run_pipeline']
 
 # %% ../../nbs/62_pipeline.run.ipynb #c005
 class StageFailed(UrbanlabError):
@@ -36,13 +37,6 @@ def stage_values(stage: Stage, root: str | Path | None = None, overrides: dict |
     return {**section, **(overrides or {})}
 
 # %% ../../nbs/62_pipeline.run.ipynb #c008
-def render_html(ipynb: str | Path, html: str | Path) -> Path:
-    "Render the notebook `ipynb` to the HTML file `html`."
-    from nbconvert import HTMLExporter
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(ipynb, as_version=4))
-    return write_text_atomic(html, body)
-
-# %% ../../nbs/62_pipeline.run.ipynb #c010
 @dataclass
 class StageRun:
     "What a stage run produced."
@@ -60,7 +54,7 @@ def _staged(stage: Stage, root: Path) -> tuple[Path, dict[str, Path]]:
 def _dep_values(stage: Stage, root: Path) -> dict:
     return {k: [str(root/p) for p in v] if isinstance(v, list) else str(root/v) for k, v in stage.deps.items()}
 
-# %% ../../nbs/62_pipeline.run.ipynb #c011
+# %% ../../nbs/62_pipeline.run.ipynb #c009
 def _failure(stage: Stage, executed: Path, root: Path, err: Exception) -> StageFailed:
     kept = root/"reports"/"failed"/f"{stage.name}.ipynb"
     if executed.exists(): replace_dir(executed, kept)
@@ -72,7 +66,7 @@ def _failure(stage: Stage, executed: Path, root: Path, err: Exception) -> StageF
     return StageFailed(f"Stage {stage.name!r} failed in {stage.notebook}, {what}\n"
                        f"The executed notebook is {where}; the previous outputs are unchanged.")
 
-# %% ../../nbs/62_pipeline.run.ipynb #c012
+# %% ../../nbs/62_pipeline.run.ipynb #c010
 def run_stage(name: str, overrides: dict | None = None, root: str | Path | None = None, progress: bool = True) -> StageRun:
     "Run stage `name`'s notebook with papermill; on success move its outputs, executed notebook and HTML into place."
     root, stage = Path(root or project_root()), get_stage(name)
@@ -94,7 +88,7 @@ def run_stage(name: str, overrides: dict | None = None, root: str | Path | None 
     shutil.rmtree(staging, ignore_errors=True)
     return StageRun(name, moved, time.perf_counter() - t0)
 
-# %% ../../nbs/62_pipeline.run.ipynb #c014
+# %% ../../nbs/62_pipeline.run.ipynb #c012
 def _env() -> dict:
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")

@@ -11,7 +11,7 @@ import nbformat
 from ..core import write_text_atomic
 
 # %% auto #0
-__all__ = ['report_info', 'git_commit', 'render_index', 'write_index']
+__all__ = ['report_info', 'git_commit', 'render_index', 'running_info', 'write_index']
 
 # %% ../../nbs/50_reports.index.ipynb #c005
 def report_info(ipynb: str | Path, hidden: set | frozenset = frozenset()) -> dict:
@@ -53,8 +53,14 @@ def render_index(infos: list[dict], commit: str, title: str = "urbanlab reports"
             f"<body><h1>{html.escape(title)}</h1><p>Commit <code>{html.escape(commit)}</code> &middot; made {made}</p>"
             f"<table><tr><th>stage</th><th>status</th><th>parameters</th><th>started</th><th>took</th></tr>{rows}</table></body></html>")
 
-# %% ../../nbs/50_reports.index.ipynb #c013
-def write_index(reports: list[str | Path], out_path: str | Path, commit: str, hidden: dict | None = None, title: str = "urbanlab reports") -> Path:
-    "Write the index page for the executed stage notebooks `reports`; `hidden` maps stage -> parameters not to show."
+# %% ../../nbs/50_reports.index.ipynb #c014
+def running_info(stage: str, parameters: dict) -> dict:
+    "A row of the index for the stage that is running now."
+    return dict(stage=stage, html=f"{stage}.html", parameters=parameters, seconds=None, status="ok",
+                start=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"))
+
+def write_index(reports: list[str | Path], out_path: str | Path, commit: str, hidden: dict | None = None,
+                title: str = "urbanlab reports", running: dict | None = None) -> Path:
+    "Write the index page for the executed stage notebooks `reports` (plus the `running` stage); `hidden` maps stage -> parameters not to show."
     infos = [report_info(p, set((hidden or {}).get(Path(p).stem, ()))) for p in reports if Path(p).exists()]
-    return write_text_atomic(out_path, render_index(infos, commit, title))
+    return write_text_atomic(out_path, render_index(infos + ([running] if running else []), commit, title))

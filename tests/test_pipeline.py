@@ -1,0 +1,86 @@
+"""End to end: DVC runs the stage notebooks with papermill, skips what did not change, and fails safely."""
+import hashlib, json, re
+from pathlib import Path
+import nbformat
+import pandas as pd
+from conftest import sh
+
+
+def digest(path: Path) -> str:
+    "A hash of a file, or of every file under a folder."
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+
+
+def test_run_writes_reports_and_index(project):
+    log = (project/".first-run.log").read_text()
+    assert "Reports: " in log and str(project/"reports"/"index.html") in log
+    index = (project/"reports"/"index.html").read_text()
+    for stage in ["ingest", "explore", "report"]:
+        assert f"href='stages/{stage}.html'" in index
+        assert (project/"reports"/"stages"/f"{stage}.html").stat().st_size > 1000
+    commit = sh(["git", "rev-parse", "--short=12", "HEAD"], project).stdout.strip()
+    assert commit in index
+    assert "max_rows = 3000" in index                      # the parameters each stage ran with
+    assert "out_dir" not in index                          # but not the paths the runner set
+
+
+def test_explore_report_tells_the_story(project):
+    nb = nbformat.read(project/"reports"/"stages"/"explore.ipynb", as_version=4)
+    text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells for o in c.get("outputs", []))
+    assert "29,381,884" in text                            # the official 2017 census total
+    html = (project/"reports"/"stages"/"explore.html").read_text()
+    assert html.count("Plotly.newPlot") >= 5
+    assert not re.findall(r"<(?:script|link)[^>]+(?:src|href)=\"https?:", html)   # nothing loads from the network
+
+
+def test_outputs_metrics_and_plots_for_dvc(project):
+    metrics = json.loads(sh(["dvc", "metrics", "show", "--json"], project).stdout)
+    flat = json.dumps(metrics)
+    assert '"population": 29381884' in flat and '"in_all": 1832' in flat
+    assert sh(["dvc", "plots", "show", "--json"], project).returncode == 0
+    assert (project/"data"/"interim"/"census.parquet").exists()
+    assert (project/"data"/"processed"/"patterns"/"district_patterns.parquet").exists()
+
+
+def test_second_run_skips_every_stage(project):
+    out = sh(["urbanlab", "run"], project).stdout
+    for stage in ["ingest", "explore", "report"]:
+        assert f"Stage '{stage}' didn't change, skipping" in out
+    assert "Running stage" not in out
+
+
+def test_failing_stage_keeps_previous_outputs(project):
+    census = project/"data"/"raw"/"peru"/"census2017_district_population.csv"
+    good = census.read_bytes()
+    kept_paths = ["data/interim", "reports/stages/ingest.html", "reports/stages/ingest.ipynb", "metrics/ingest.json"]
+    before = {p: digest(project/p) for p in kept_paths}
+    df = pd.read_csv(census, dtype=str)
+    df.loc[2, "pop_total_2017"] = "-40"                    # line 4 of the file
+    df.to_csv(census, index=False)
+    try: res = sh(["urbanlab", "stage", "ingest"], project, check=False)
+    finally: census.write_bytes(good)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "Stage 'ingest' failed in nbs/stages/ingest.ipynb, cell" in res.stderr
+    assert "census2017_district_population.csv: column 'pop_total_2017': expected >= 0; first offending rows: 4 (-40)" in res.stderr
+    kept = project/"reports"/"failed"/"ingest.ipynb"
+    assert kept.exists() and "papermill-error-cell-tag" in kept.read_text()
+    assert {p: digest(project/p) for p in kept_paths} == before   # nothing good was overwritten
+
+
+def test_parameters_are_checked_before_running(project):
+    for args, expected in [(["-p", "colour=red"], "unknown parameter 'colour'"),
+                           (["-p", "top_citis=3"], "Did you mean 'top_cities'?"),
+                           (["-p", "top_cities=ten"], "'top_cities' expects int, got str 'ten'"),
+                           (["-p", "top_cities=0"], "must be in [1..30]"),
+                           (["-p", "out_dir=/tmp/x"], "set by the pipeline")]:
+        res = sh(["urbanlab", "stage", "explore", *args], project, check=False)
+        assert res.returncode == 1, args
+        assert expected in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not (project/"reports"/"failed"/"explore.ipynb").exists()   # refused before anything executed
+
+
+def test_experiment_with_changed_parameter(project):
+    sh(["dvc", "exp", "run", "-S", "explore.top_cities=3", "-n", "three-cities"], project)
+    show = json.loads(sh(["dvc", "exp", "show", "--json"], project).stdout)
+    assert "three-cities" in json.dumps(show) and '"top_cities": 3' in json.dumps(show)
