@@ -4,13 +4,30 @@
 
 # %% ../nbs/01_spark.ipynb #c002
 from __future__ import annotations
-import os, sys
+import os, sys, tempfile
+from pathlib import Path
+from .core import write_text_atomic
 
 # %% auto #0
-__all__ = ['DEFAULT_MASTER', 'spark_master', 'spark_session']
+__all__ = ['DEFAULT_MASTER', 'LOG4J2', 'spark_master', 'spark_session']
 
 # %% ../nbs/01_spark.ipynb #c004
 DEFAULT_MASTER = "local[*]"
+
+# Spark's own log goes to stderr, which a notebook report shows: keep errors only, and not the shutdown hook's
+# complaints about temporary folders a stopped kernel already removed.
+LOG4J2 = """rootLogger.level = error
+rootLogger.appenderRef.stderr.ref = stderr
+appender.stderr.type = Console
+appender.stderr.name = stderr
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n%ex
+logger.shutdown.name = org.apache.spark.util.ShutdownHookManager
+logger.shutdown.level = off
+logger.javautils.name = org.apache.spark.network.util.JavaUtils
+logger.javautils.level = off
+"""
 
 def spark_master(master: str | None = None) -> str:
     "The Spark master URL to use: `master`, else `$URBANLAB_SPARK_MASTER`, else `local[*]`."
@@ -23,7 +40,10 @@ def spark_session(master: str | None = None, app_name: str = "urbanlab", **conf)
     url = spark_master(master)
     if url.startswith("local"): os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
+    log_conf = Path(tempfile.gettempdir())/"urbanlab-log4j2.properties"
+    if not log_conf.exists() or log_conf.read_text() != LOG4J2: write_text_atomic(log_conf, LOG4J2)
     b = (SparkSession.builder.master(url).appName(app_name)
+         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log_conf}")
          .config("spark.ui.showConsoleProgress", "false")
          .config("spark.sql.shuffle.partitions", "8")
          .config("spark.sql.session.timeZone", "UTC"))
