@@ -42,10 +42,7 @@ def copy_project(dest: Path, root: Path = ROOT) -> Path:
 
 @pytest.fixture(scope="session")
 def project(tmp_path_factory) -> Path:
-    "A copy of the project whose pipeline has run once, on the real data (only the large tables sampled)."
+    "A copy of the project whose pipeline has run once, on the real data and parameters (`urbanlab run`, as `make run`)."
     dest = copy_project(tmp_path_factory.mktemp("project"))
-    params = (dest/"params.yaml").read_text().replace("max_rows: 0", "max_rows: 3000")
-    (dest/"params.yaml").write_text(params)
-    sh(["git", "commit", "-qam", "small parameters for tests"], dest)
     dest.joinpath(".first-run.log").write_text(sh(["urbanlab", "run"], dest).stdout)
     return dest

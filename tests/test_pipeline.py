@@ -21,7 +21,7 @@ def test_run_writes_reports_and_index(project):
         assert (project/"reports"/"stages"/f"{stage}.html").stat().st_size > 1000
     commit = sh(["git", "rev-parse", "--short=12", "HEAD"], project).stdout.strip()
     assert commit in index
-    assert "max_rows = 3000" in index                      # the parameters each stage ran with
+    assert "max_rows = 0" in index and "top_cities = 10" in index   # the parameters each stage ran with
     assert "out_dir" not in index                          # but not the paths the runner set
 
 
@@ -32,6 +32,18 @@ def test_explore_report_tells_the_story(project):
     html = (project/"reports"/"stages"/"explore.html").read_text()
     assert html.count("Plotly.newPlot") >= 5
     assert not re.findall(r"<(?:script|link)[^>]+(?:src|href)=\"https?:", html)   # nothing loads from the network
+
+
+def test_spark_migration_balance_matches_the_raw_table(project):
+    raw = pd.read_csv(project/"data"/"raw"/"peru"/"census2017_migration_od_5y.csv.gz", dtype={"dest_ubigeo": str, "origin_ubigeo": str})
+    assert len(raw) == 255_099
+    moved = raw[raw.origin_ubigeo.notna() & (raw.origin_ubigeo != raw.dest_ubigeo)]
+    spark = pd.read_parquet(project/"data"/"processed"/"patterns"/"district_patterns.parquet").set_index("ubigeo")
+    expected_out = moved.groupby("origin_ubigeo").persons.sum()
+    common = expected_out.index.intersection(spark.index)
+    assert (spark.loc[common, "out_to_districts"] == expected_out[common]).all()
+    assert spark.in_from_districts.sum() == moved.persons.sum()
+    assert json.loads((project/"metrics"/"explore.json").read_text())["internal_movers"] == moved.persons.sum()
 
 
 def test_outputs_metrics_and_plots_for_dvc(project):
