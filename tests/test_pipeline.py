@@ -78,6 +78,7 @@ def test_failing_stage_keeps_previous_outputs(project):
     kept = project/"reports"/"failed"/"ingest.ipynb"
     assert kept.exists() and "papermill-error-cell-tag" in kept.read_text()
     assert {p: digest(project/p) for p in kept_paths} == before   # nothing good was overwritten
+    assert not (project/".urbanlab"/"staging"/"ingest").exists()  # and nothing half-written is left behind
 
 
 def test_parameters_are_checked_before_running(project):

@@ -81,7 +81,10 @@ def run_stage(name: str, overrides: dict | None = None, root: str | Path | None 
                             progress_bar=progress, kernel_name="python3")
         missing = [str(Path(stage.written()[k])) for k, p in outs.items() if not p.exists()]
         if missing: raise UrbanlabError(f"the notebook finished without writing its declared outputs {missing}")
-    except Exception as e: raise _failure(stage, executed, root, e) from None
+    except Exception as e:
+        failure = _failure(stage, executed, root, e)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise failure from None
     render_html(executed, staging/stage.report_html)
     moved = [replace_dir(staging/rel, root/rel) for rel in [*stage.written().values(), stage.report, stage.report_html]]
     (root/"reports"/"failed"/f"{stage.name}.ipynb").unlink(missing_ok=True)
