@@ -1,5 +1,5 @@
 """The project keeps its promises: nbs/ is the source of urbanlab/, dvc.yaml follows the stage declarations, --help helps."""
-import configparser, filecmp, shutil
+import configparser, shutil
 from pathlib import Path
 import pytest
 from conftest import BIN, ROOT, sh

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..core import atomic_path, project_path, write_text_atomic
-from .schemas import DataValidationError, get_kind, validate_file
+from .schemas import get_kind, validate_file
 
 # %% auto #0
 __all__ = ['PLACE_NAMES', 'CENSUS_NAMES', 'MIGRATION_NAMES', 'PLACES_NAMES', 'POLYGON_NAMES', 'LAST_ESTIMATE_YEAR', 'WUP_NAMES',

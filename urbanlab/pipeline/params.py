@@ -8,7 +8,7 @@ import difflib, re
 from dataclasses import dataclass
 from pathlib import Path
 import nbformat, papermill as pm, yaml
-from ..core import UrbanlabError, project_root
+from ..core import UrbanlabError
 
 # %% auto #0
 __all__ = ['Param', 'parse_param', 'notebook_params', 'check_value', 'check_params', 'parse_assignments']

@@ -7,8 +7,8 @@ from __future__ import annotations
 import os, shutil, subprocess, sys, time
 from dataclasses import dataclass
 from pathlib import Path
-import nbformat, papermill as pm, yaml
-from ..core import UrbanlabError, project_root, replace_dir, write_text_atomic
+import papermill as pm, yaml
+from ..core import UrbanlabError, project_root, replace_dir
 from .params import check_params, notebook_params
 from .stages import Stage, get_stage
 from ..reports.offline import render_html
