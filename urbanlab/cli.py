@@ -11,7 +11,8 @@ import click, typer
 from .core import UrbanlabError, project_root
 
 # %% auto #0
-__all__ = ['app', 'run', 'run_one_stage', 'params', 'validate', 'dvc_yaml', 'main']
+__all__ = ['app', 'kfp_app', 'run', 'run_one_stage', 'params', 'validate', 'dvc_yaml', 'kfp_compile', 'kfp_run', 'kfp_submit',
+           'kfp_params', 'main']
 
 # %% ../nbs/90_cli.ipynb #c005
 app = typer.Typer(help="urbanlab: a research workbench for urban and community planning. "
@@ -64,7 +65,50 @@ def dvc_yaml(check: bool = typer.Option(False, "--check", help="Fail if dvc.yaml
     from urbanlab.pipeline.stages import write_dvc_yaml
     typer.echo(f"{'Up to date' if check else 'Wrote'}: {write_dvc_yaml(check=check)}")
 
-# %% ../nbs/90_cli.ipynb #c011
+# %% ../nbs/90_cli.ipynb #c012
+kfp_app = typer.Typer(help="Run the stages as a Kubeflow Pipelines (KFP v2) pipeline: compile, run locally, submit.",
+                      no_args_is_help=True)
+app.add_typer(kfp_app, name="kfp")
+
+@kfp_app.command("compile")
+def kfp_compile(image: str = typer.Option(None, help="The step image (default urbanlab:<version>); build it with the Dockerfile."),
+                pvc: Optional[str] = typer.Option(None, help="Mount this PersistentVolumeClaim at /mnt/urbanlab in every step."),
+                output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write (default pipelines/urbanlab.yaml).")):
+    "Compile the stages to a KFP v2 pipeline (pipelines/urbanlab.yaml); the same declarations always give the same bytes."
+    from urbanlab.pipeline.kubeflow import DEFAULT_IMAGE, compile_pipeline
+    typer.echo(f"Wrote {compile_pipeline(output, image=image or DEFAULT_IMAGE, pvc=pvc)}")
+
+@kfp_app.command("run")
+def kfp_run(local: bool = typer.Option(False, "--local", help="Run here with kfp.local (SubprocessRunner: no Docker, no cluster)."),
+            param: Optional[List[str]] = typer.Option(None, "-p", "--param", help="Set a pipeline parameter: stage.name=value (see `urbanlab kfp params`)."),
+            cache: bool = typer.Option(False, "--cache/--no-cache", help="Reuse results of identical steps (kfp.local's cache).")):
+    "Run the compiled pipeline locally; it leaves the same data, reports and metrics as `urbanlab run`."
+    from urbanlab.pipeline.kubeflow import pipeline_inputs, resolve_arguments, run_local
+    from urbanlab.pipeline.params import parse_assignments
+    if not local: raise UrbanlabError("Only --local runs here; to run on a cluster use `urbanlab kfp submit --host URL`.")
+    args = resolve_arguments(parse_assignments(param), pipeline_inputs())
+    run_local(args, cache=cache)
+    typer.echo(f"\nReports: {project_root()/'reports'/'index.html'}")
+
+@kfp_app.command("submit")
+def kfp_submit(host: str = typer.Option(..., help="The Kubeflow Pipelines address, e.g. http://localhost:8080."),
+               experiment: str = typer.Option("urbanlab", help="The KFP experiment to file the run under."),
+               param: Optional[List[str]] = typer.Option(None, "-p", "--param", help="Set a pipeline parameter: stage.name=value."),
+               package: Optional[Path] = typer.Option(None, help="The compiled pipeline (default pipelines/urbanlab.yaml).")):
+    "Submit a run to a Kubeflow Pipelines installation; parameters are checked before anything is sent."
+    from urbanlab.pipeline.kubeflow import submit
+    from urbanlab.pipeline.params import parse_assignments
+    run_id = submit(host, parse_assignments(param), experiment, package=package)
+    typer.echo(f"Submitted run {run_id} to {host} (experiment {experiment!r}); its reports are the steps' HTML artifacts.")
+
+@kfp_app.command("params")
+def kfp_params():
+    "List the pipeline's parameters: name, type and default (stage parameters, resources, spark_master, data_root)."
+    from urbanlab.pipeline.kubeflow import pipeline_inputs
+    for i in pipeline_inputs().values():
+        typer.echo(f"{i.name.replace('__', '.', 1)}: {i.param.type} = {i.default!r}    # {i.param.help}")
+
+# %% ../nbs/90_cli.ipynb #c013
 def main(args: list[str] | None = None) -> int:
     "Entry point of the `urbanlab` command."
     try: return app(args=args, standalone_mode=False) or 0
@@ -76,7 +120,7 @@ def main(args: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         typer.echo("Aborted.", err=True); return 130
 
-# %% ../nbs/90_cli.ipynb #c012
+# %% ../nbs/90_cli.ipynb #c014
 def _in_ipython() -> bool:
     try: get_ipython; return True  # defined only inside IPython and Jupyter
     except NameError: return False

@@ -38,13 +38,16 @@ def project_path(kind: str, *parts: str, root: str | Path | None = None) -> Path
     return Path(root or project_root())/LAYOUT[kind]/Path(*parts)
 
 # %% ../nbs/00_core.ipynb #c013
+_UMASK = os.umask(0o022); os.umask(_UMASK)   # read the process umask (os.umask can only set it)
+
 @contextmanager
 def atomic_path(path: str | Path):
     "Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent); os.close(fd)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent); os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)        # mkstemp makes it private; a finished file gets the usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)

@@ -10,7 +10,8 @@ import yaml
 from ..core import UrbanlabError, project_root, write_text_atomic
 
 # %% auto #0
-__all__ = ['STAGES', 'DVC_HEADER', 'Plot', 'Stage', 'get_stage', 'dvc_stage', 'render_dvc_yaml', 'write_dvc_yaml']
+__all__ = ['STAGES', 'DVC_HEADER', 'Plot', 'Resources', 'Stage', 'get_stage', 'upstream', 'dvc_stage', 'render_dvc_yaml',
+           'write_dvc_yaml']
 
 # %% ../../nbs/61_pipeline.stages.ipynb #c005
 @dataclass(frozen=True)
@@ -21,6 +22,13 @@ class Plot:
     y: str
 
 @dataclass(frozen=True)
+class Resources:
+    "What one step asks of a Kubernetes cluster."
+    cpu: str = "1"          # CPU request, in Kubernetes units ("500m", "2")
+    memory: str = "2Gi"     # memory request ("512Mi", "8Gi")
+    gpu: int = 0            # NVIDIA GPUs the step needs (training steps)
+
+@dataclass(frozen=True)
 class Stage:
     "A pipeline stage: a notebook and the project paths bound to its path parameters."
     name: str
@@ -28,6 +36,7 @@ class Stage:
     outs: dict = field(default_factory=dict)     # parameter -> data file or folder the stage writes
     metrics: dict = field(default_factory=dict)  # parameter -> metrics JSON the stage writes
     plots: dict = field(default_factory=dict)    # parameter -> `Plot` the stage writes
+    resources: Resources = Resources()           # requests of its Kubeflow step
 
     @property
     def notebook(self) -> str: return f"nbs/stages/{self.name}.ipynb"
@@ -48,12 +57,14 @@ class Stage:
 def _stages() -> list[Stage]:
     body = [
         Stage("ingest", deps={"raw_dir": "data/raw"}, outs={"out_dir": "data/interim"},
-              metrics={"metrics_path": "metrics/ingest.json"}),
+              metrics={"metrics_path": "metrics/ingest.json"}, resources=Resources("1", "2Gi")),
         Stage("explore", deps={"interim_dir": "data/interim"}, outs={"out_dir": "data/processed/patterns"},
               metrics={"metrics_path": "metrics/explore.json"},
-              plots={"growth_plot_path": Plot("plots/explore/city_growth.csv", "year", "median_growth_pct")}),
+              plots={"growth_plot_path": Plot("plots/explore/city_growth.csv", "year", "median_growth_pct")},
+              resources=Resources("2", "6Gi")),
     ]
-    report = Stage("report", deps={"stage_reports": [s.report for s in body]}, outs={"index_path": "reports/index.html"})
+    report = Stage("report", deps={"stage_reports": [s.report for s in body]}, outs={"index_path": "reports/index.html"},
+                   resources=Resources("500m", "1Gi"))
     return body + [report]
 
 STAGES: dict[str, Stage] = {s.name: s for s in _stages()}
@@ -63,9 +74,17 @@ def get_stage(name: str) -> Stage:
     if name not in STAGES: raise UrbanlabError(f"Unknown stage {name!r}; stages are: {', '.join(STAGES)}.")
     return STAGES[name]
 
-# %% ../../nbs/61_pipeline.stages.ipynb #c012
+# %% ../../nbs/61_pipeline.stages.ipynb #c010
 def _paths(v) -> list[str]: return list(v) if isinstance(v, (list, tuple)) else [v]
+def _inside(path: str, out: str) -> bool: return path == out or path.startswith(out.rstrip("/") + "/")
 
+def upstream(stage: Stage, stages: dict[str, Stage] = STAGES) -> list[str]:
+    "Names of the stages that write what `stage` reads, in pipeline order."
+    reads = [p for v in stage.deps.values() for p in _paths(v)]
+    def writes(s): return [*s.written().values(), s.report, s.report_html]
+    return [n for n, s in stages.items() if n != stage.name and any(_inside(p, o) for p in reads for o in writes(s))]
+
+# %% ../../nbs/61_pipeline.stages.ipynb #c015
 def dvc_stage(s: Stage) -> dict:
     "The `dvc.yaml` entry of stage `s`."
     deps = [s.notebook, "urbanlab"] + [p for v in s.deps.values() for p in _paths(v)]
@@ -81,7 +100,7 @@ def render_dvc_yaml(stages: dict[str, Stage] = STAGES) -> str:
     "The text of `dvc.yaml` for `stages`."
     return DVC_HEADER + yaml.safe_dump({"stages": {n: dvc_stage(s) for n, s in stages.items()}}, sort_keys=False, width=120)
 
-# %% ../../nbs/61_pipeline.stages.ipynb #c014
+# %% ../../nbs/61_pipeline.stages.ipynb #c017
 def write_dvc_yaml(root: str | Path | None = None, check: bool = False) -> Path:
     "Write `dvc.yaml` from the declarations; with `check`, raise instead if the file is out of date."
     path = Path(root or project_root())/"dvc.yaml"

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/50_reports.index.ipynb #c002
 from __future__ import annotations
-import html, subprocess
+import html, os, subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 import nbformat
@@ -25,7 +25,8 @@ def report_info(ipynb: str | Path, hidden: set | frozenset = frozenset()) -> dic
 
 # %% ../../nbs/50_reports.index.ipynb #c008
 def git_commit(root: str | Path = ".") -> str:
-    "The current commit of the repository at `root` (`+dirty` when it has uncommitted changes), or 'unknown'."
+    "The commit of the repository at `root` (`+dirty` with uncommitted changes), `$URBANLAB_COMMIT` (a step's image), or 'unknown'."
+    if os.environ.get("URBANLAB_COMMIT"): return os.environ["URBANLAB_COMMIT"]
     def git(*a): return subprocess.run(["git", *a], cwd=root, capture_output=True, text=True)
     head = git("rev-parse", "--short=12", "HEAD")
     if head.returncode: return "unknown"
