@@ -35,8 +35,8 @@ test: env  ## every test: notebooks (nbdev_test) then pytest tests/
 lab: env  ## JupyterLab on this project with the urbanlab kernel, at http://127.0.0.1:8888
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
-prepare: env  ## before a commit: export nbs/ to urbanlab/, clean notebooks, regenerate dvc.yaml
-	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/urbanlab dvc-yaml
+prepare: env  ## before a commit: export nbs/ to urbanlab/, clean notebooks, regenerate dvc.yaml and the Kubeflow pipeline
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/urbanlab dvc-yaml && $(BIN)/urbanlab kfp compile
 
 benchmark: env  ## measure the pipeline's own overhead (prints figures)
 	$(BIN)/python benchmarks/pipeline_overhead.py

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c002
 from __future__ import annotations
-import ast, hashlib, importlib.util, json, os, shutil, sys, tempfile
+import ast, hashlib, importlib.util, json, os, shutil, sys, tempfile, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import yaml
@@ -215,7 +215,10 @@ def run_local(arguments: dict | None = None, root: str | Path | None = None, cac
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root/".urbanlab"/"kfp"),
                enable_caching=cache, raise_on_error=True)
     os.environ["URBANLAB_ROOT"] = str(root)
-    try: task = components.load_component_from_file(str(package))(**(arguments or {}))
+    try:
+        with warnings.catch_warnings():  # the step image holds this very environment: kfp's image warning does not apply
+            warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
+            task = components.load_component_from_file(str(package))(**(arguments or {}))
     except RuntimeError as e: raise UrbanlabError(f"The local Kubeflow run failed: {e}") from None
     finally: os.environ.pop("URBANLAB_ROOT", None)
     return {name: lay_out(get_stage(name), Path(art.path), root) for name, art in task.outputs.items()}

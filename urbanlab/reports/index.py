@@ -28,7 +28,8 @@ def git_commit(root: str | Path = ".") -> str:
     "The commit of the repository at `root` (`+dirty` with uncommitted changes), `$URBANLAB_COMMIT` (a step's image), or 'unknown'."
     if os.environ.get("URBANLAB_COMMIT"): return os.environ["URBANLAB_COMMIT"]
     def git(*a): return subprocess.run(["git", *a], cwd=root, capture_output=True, text=True)
-    head = git("rev-parse", "--short=12", "HEAD")
+    try: head = git("rev-parse", "--short=12", "HEAD")
+    except FileNotFoundError: return "unknown"      # no git installed (a slim image)
     if head.returncode: return "unknown"
     dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
     return head.stdout.strip() + ("+dirty" if dirty else "")
