@@ -15,9 +15,10 @@ from .run import read_params
 from .stages import STAGES, Stage, get_stage, upstream
 
 # %% auto #0
-__all__ = ['SHARED', 'DEFAULT_IMAGE', 'MOUNT_PATH', 'PipelineInput', 'stage_inputs', 'pipeline_inputs', 'resolve_arguments',
-           'sha256_files', 'code_hashes', 'component_source', 'pipeline_source', 'configure_task', 'load_pipeline',
-           'compile_pipeline', 'make_workspace', 'run_step', 'run_local', 'lay_out', 'check_host', 'submit']
+__all__ = ['SHARED', 'DEFAULT_IMAGE', 'MOUNT_PATH', 'FIXED', 'PipelineInput', 'stage_inputs', 'pipeline_inputs',
+           'resolve_arguments', 'sha256_files', 'code_hashes', 'uses_spark', 'component_source', 'pipeline_source',
+           'configure_task', 'load_pipeline', 'compile_pipeline', 'make_workspace', 'run_step', 'run_local', 'lay_out',
+           'check_host', 'submit']
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c005
 SHARED = {"spark_master": Param("spark_master", "str", '""', "Spark master URL; \"\" runs Spark inside the step"),
@@ -86,22 +87,29 @@ MOUNT_PATH = "/mnt/urbanlab"
 
 def _py(v) -> str: return repr(v)
 
+FIXED = ("notebook_sha256", "code_sha256", "spark_master", "data_root", "outputs", "notebook", "report", "metrics")
+
+def uses_spark(stage: Stage, root: Path) -> bool:
+    "Whether the stage's notebook takes a Spark master (only those steps get `spark_master`)."
+    return "spark_master" in notebook_params(root/stage.notebook)
+
 def component_source(stage: Stage, inputs: list[PipelineInput], image: str, stages: dict[str, Stage], root: Path) -> str:
     "Python source of the KFP component that runs `stage`."
-    uses_spark = "spark_master" in notebook_params(root/stage.notebook)
     params = [i for i in inputs if i.name not in (f"{stage.name}__cpu", f"{stage.name}__memory", f"{stage.name}__gpu")]
-    args = [f"{i.param.name}: {i.param.type}" for i in params]
-    ups = [f"{u}_outputs: Input[Dataset]" for u in upstream(stage, stages)]
-    sig = ", ".join(["notebook_sha256: str", "code_sha256: str", "spark_master: str", "data_root: str", *args, *ups,
+    clash = [i.param.name for i in params if i.param.name in FIXED or i.param.name.endswith("_outputs")]
+    if clash: raise UrbanlabError(f"{stage.notebook}: parameters {clash} clash with the names a Kubeflow step uses; rename them.")
+    spark = ["spark_master: str"] if uses_spark(stage, root) else []
+    ups = upstream(stage, stages)
+    sig = ", ".join(["notebook_sha256: str", "code_sha256: str", *spark, "data_root: str",
+                     *[f"{i.param.name}: {i.param.type}" for i in params], *[f"{u}_outputs: Input[Dataset]" for u in ups],
                      "outputs: Output[Dataset]", "notebook: Output[Artifact]", "report: Output[HTML]", "metrics: Output[Metrics]"])
     values = "{" + ", ".join([f"{i.param.name!r}: {i.param.name}" for i in params]
-                             + (["'spark_master': spark_master"] if uses_spark else [])) + "}"
-    up = "[" + ", ".join(f"{u}_outputs" for u in upstream(stage, stages)) + "]"
+                             + (["'spark_master': spark_master"] if spark else [])) + "}"
     return (f"@dsl.component(base_image={image!r}, install_kfp_package=False)\n"
             f"def {stage.name}({sig}):\n"
             f"    \"\"\"Run {stage.notebook} with papermill; hand back its data, executed notebook, HTML report and metrics.\"\"\"\n"
             f"    from urbanlab.pipeline.kubeflow import run_step\n"
-            f"    run_step({stage.name!r}, {values}, data_root, {up}, outputs, notebook, report, metrics)\n")
+            f"    run_step({stage.name!r}, {values}, data_root, [{', '.join(f'{u}_outputs' for u in ups)}], outputs, notebook, report, metrics)\n")
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c016
 def pipeline_source(stages: dict[str, Stage] = STAGES, root: str | Path | None = None, image: str = DEFAULT_IMAGE,
@@ -118,7 +126,8 @@ def pipeline_source(stages: dict[str, Stage] = STAGES, root: str | Path | None =
     sig = ", ".join(f"{i.name}: {i.param.type} = {_py(i.default)}" for i in ins.values())
     body = []
     for n, s in stages.items():
-        kw = [f"{k}={v!r}" for k, v in code_hashes(s, root).items()] + ["spark_master=spark_master", "data_root=data_root"]
+        kw = [f"{k}={v!r}" for k, v in code_hashes(s, root).items()] + (["spark_master=spark_master"] if uses_spark(s, root) else [])
+        kw += ["data_root=data_root"]
         kw += [f"{i.param.name}={i.name}" for i in by_stage[n] if i.param.name not in ("cpu", "memory", "gpu")]
         kw += [f"{u}_outputs={u}.outputs['outputs']" for u in upstream(s, stages)]
         gpu = f"{n}__gpu" if s.resources.gpu else "None"
