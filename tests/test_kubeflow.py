@@ -30,24 +30,34 @@ def test_spec_loads_with_kfp():
     assert comp.name == "urbanlab" and "explore__top_cities" in comp.component_spec.inputs
 
 
+def kfp_name(stage: str) -> str: return stage.replace("_", "-")   # KFP's spelling of task names
+
+
 def test_steps_are_the_declared_stages_in_graph_order(spec):
     from urbanlab.pipeline.stages import STAGES, upstream
     tasks = spec["root"]["dag"]["tasks"]
-    assert sorted(tasks) == sorted(STAGES)
+    assert sorted(tasks) == sorted(map(kfp_name, STAGES))
     for name, stage in STAGES.items():
-        assert sorted(tasks[name].get("dependentTasks", [])) == sorted(upstream(stage))
+        assert sorted(tasks[kfp_name(name)].get("dependentTasks", [])) == sorted(map(kfp_name, upstream(stage)))
 
 
 def test_resource_requests_come_from_the_declaration_and_are_run_inputs(spec):
     from urbanlab.pipeline.stages import STAGES
     inputs = spec["root"]["inputDefinitions"]["parameters"]
     for name, stage in STAGES.items():
-        res = spec["deploymentSpec"]["executors"][f"exec-{name}"]["container"]["resources"]
+        res = spec["deploymentSpec"]["executors"][f"exec-{kfp_name(name)}"]["container"]["resources"]
         assert res["resourceCpuRequest"] == f"{{{{$.inputs.parameters['pipelinechannel--{name}__cpu']}}}}"
         assert res["resourceMemoryRequest"] == f"{{{{$.inputs.parameters['pipelinechannel--{name}__memory']}}}}"
         assert inputs[f"{name}__cpu"]["defaultValue"] == stage.resources.cpu
         assert inputs[f"{name}__memory"]["defaultValue"] == stage.resources.memory
-        assert "accelerator" not in res                   # no stage trains on a GPU yet
+        assert ("accelerator" in res) == bool(stage.resources.gpu)
+
+
+def test_training_step_asks_for_a_gpu_that_a_run_can_change(spec):
+    acc = spec["deploymentSpec"]["executors"]["exec-train-growth"]["container"]["resources"]["accelerator"]
+    assert acc["resourceType"] == "nvidia.com/gpu"
+    assert acc["resourceCount"] == "{{$.inputs.parameters['pipelinechannel--train_growth__gpu']}}"
+    assert spec["root"]["inputDefinitions"]["parameters"]["train_growth__gpu"]["defaultValue"] == 1
 
 
 def test_gpu_stage_asks_for_nvidia_gpus(tmp_path):
@@ -55,7 +65,7 @@ def test_gpu_stage_asks_for_nvidia_gpus(tmp_path):
     from urbanlab.pipeline.stages import STAGES, Resources, Stage
     stages = {**STAGES, "explore": Stage(**{**STAGES["explore"].__dict__, "resources": Resources("4", "16Gi", 2)})}
     spec = yaml.safe_load(compile_pipeline(tmp_path/"gpu.yaml", stages).read_text())
-    acc = spec["deploymentSpec"]["executors"]["exec-explore"]["container"]["resources"]["accelerator"]
+    acc = spec["deploymentSpec"]["executors"]["exec-explore"]["container"]["resources"]["accelerator"]  # explore: one word
     assert acc["resourceType"] == "nvidia.com/gpu"
     assert acc["resourceCount"] == "{{$.inputs.parameters['pipelinechannel--explore__gpu']}}"
     assert spec["root"]["inputDefinitions"]["parameters"]["explore__gpu"]["defaultValue"] == 2
@@ -66,7 +76,7 @@ def test_cache_keys_see_notebook_and_code(spec):
     package = sorted(p for p in (ROOT/"urbanlab").rglob("*.py") if "__pycache__" not in p.parts)
     code = hashlib.sha256(b"".join(str(p.relative_to(ROOT)).encode() + b"\0" + p.read_bytes() for p in package)).hexdigest()
     for name, stage in STAGES.items():
-        task = spec["root"]["dag"]["tasks"][name]
+        task = spec["root"]["dag"]["tasks"][kfp_name(name)]
         assert task["cachingOptions"] == {"enableCache": True}
         params = task["inputs"]["parameters"]
         nb = ROOT/stage.notebook
@@ -97,7 +107,7 @@ def test_steps_install_nothing_at_run_time(spec):
 
 def test_each_step_hands_back_notebook_report_metrics_and_data(spec):
     for name in spec["root"]["dag"]["tasks"]:
-        outs = spec["components"][f"comp-{name}"]["outputDefinitions"]["artifacts"]
+        outs = spec["components"][f"comp-{name}"]["outputDefinitions"]["artifacts"]   # task names are component names
         assert {k: v["artifactType"]["schemaTitle"] for k, v in outs.items()} == {
             "outputs": "system.Dataset", "notebook": "system.Artifact", "report": "system.HTML", "metrics": "system.Metrics"}
 
@@ -150,7 +160,7 @@ def test_local_kubeflow_run_matches_urbanlab_run(tmp_path):
     assert "Reports: " in out.stdout
     assert snapshot(project) == dvc
     index = (project/"reports"/"index.html").read_text()
-    for stage in ["ingest", "explore", "report"]:
+    for stage in ["ingest", "explore", "train_growth", "evaluate_growth", "report"]:
         assert f"href='stages/{stage}.html'" in index and (project/"reports"/"stages"/f"{stage}.html").exists()
     assert "max_rows = 3000" in index
     commit = sh(["git", "rev-parse", "--short=12", "HEAD"], project).stdout.strip()

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['add_density', 'migration_balance', 'add_migration_rates', 'growth_rates', 'growth_summary']
+__all__ = ['BALANCE', 'add_density', 'migration_balance', 'add_migration_rates', 'district_patterns', 'growth_rates',
+           'growth_summary']
 
 # %% ../../nbs/20_features.patterns.ipynb #c005
 def add_density(df: pd.DataFrame, population: str = "population", area: str = "area_km2", out: str = "density") -> pd.DataFrame:
@@ -37,6 +38,16 @@ def add_migration_rates(df: pd.DataFrame, base: str = "population_5plus") -> pd.
                      out_rate=df.out_to_districts * per, net_rate=df.net_internal * per)
 
 # %% ../../nbs/20_features.patterns.ipynb #c015
+BALANCE = ["stayers", "in_from_districts", "in_from_abroad_or_unknown", "out_to_districts", "net_internal"]
+
+def district_patterns(census: pd.DataFrame, districts: pd.DataFrame, balance: pd.DataFrame) -> pd.DataFrame:
+    "One row per census district: names, population, area, density, migration balance and rates (largest first)."
+    names = districts[["ubigeo", "department", "province", "district", "area_km2"]]
+    people = add_density(census.merge(names, on="ubigeo", how="left"))
+    moves = people.merge(balance, on="ubigeo", how="left").fillna({c: 0 for c in BALANCE})
+    return add_migration_rates(moves).sort_values("population", ascending=False).reset_index(drop=True)
+
+# %% ../../nbs/20_features.patterns.ipynb #c018
 def growth_rates(df: pd.DataFrame, unit: str = "city_code", year: str = "year", population: str = "population") -> pd.DataFrame:
     "Average annual growth (% per year, continuous) of each `unit` between consecutive `year`s, at the end year of each period."
     df = df.sort_values([unit, year])
@@ -45,7 +56,7 @@ def growth_rates(df: pd.DataFrame, unit: str = "city_code", year: str = "year", 
     pct = 100 * np.log(df[population] / g[population].shift()) / span
     return df.assign(start_year=g[year].shift(), growth_pct=pct).dropna(subset=["growth_pct"])
 
-# %% ../../nbs/20_features.patterns.ipynb #c017
+# %% ../../nbs/20_features.patterns.ipynb #c020
 def growth_summary(rates: pd.DataFrame, year: str = "year") -> pd.DataFrame:
     "Median and interquartile range of growth across units, per end year."
     q = rates.groupby(year).growth_pct.quantile([0.25, 0.5, 0.75]).unstack()

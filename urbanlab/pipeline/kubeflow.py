@@ -43,7 +43,7 @@ def stage_inputs(stage: Stage, root: Path, section: dict) -> list[PipelineInput]
     r = stage.resources
     res = [PipelineInput(f"{stage.name}__cpu", Param("cpu", "str", repr(r.cpu), "CPU request"), r.cpu, stage.name),
            PipelineInput(f"{stage.name}__memory", Param("memory", "str", repr(r.memory), "memory request"), r.memory, stage.name)]
-    if r.gpu: res.append(PipelineInput(f"{stage.name}__gpu", Param("gpu", "int", str(r.gpu), "NVIDIA GPUs [1..]", low=1), r.gpu, stage.name))
+    if r.gpu: res.append(PipelineInput(f"{stage.name}__gpu", Param("gpu", "int", str(r.gpu), "NVIDIA GPUs; 0 trains on the CPU [0..8]", low=0, high=8), r.gpu, stage.name))
     return params + res
 
 def pipeline_inputs(stages: dict[str, Stage] = STAGES, root: str | Path | None = None) -> dict[str, PipelineInput]:

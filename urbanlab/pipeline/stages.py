@@ -62,6 +62,14 @@ def _stages() -> list[Stage]:
               metrics={"metrics_path": "metrics/explore.json"},
               plots={"growth_plot_path": Plot("plots/explore/city_growth.csv", "year", "median_growth_pct")},
               resources=Resources("2", "6Gi")),
+        Stage("train_growth", deps={"interim_dir": "data/interim"}, outs={"model_dir": "models/growth"},
+              metrics={"metrics_path": "metrics/train_growth.json"}, resources=Resources("2", "4Gi", gpu=1)),
+        Stage("evaluate_growth", deps={"interim_dir": "data/interim", "model_dir": "models/growth",
+                                       "patterns_dir": "data/processed/patterns",
+                                       "totals_path": "data/raw/peru/census_totals_1940_2017.csv"},
+              outs={"out_dir": "data/processed/growth"}, metrics={"metrics_path": "metrics/evaluate_growth.json"},
+              plots={"errors_plot_path": Plot("plots/growth/error_by_horizon.csv", "horizon", "urbanlab")},
+              resources=Resources("2", "6Gi")),
     ]
     report = Stage("report", deps={"stage_reports": [s.report for s in body]}, outs={"index_path": "reports/index.html"},
                    resources=Resources("500m", "1Gi"))
