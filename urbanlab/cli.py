@@ -108,6 +108,10 @@ def kfp_params():
     for i in pipeline_inputs().values():
         typer.echo(f"{i.name.replace('__', '.', 1)}: {i.param.type} = {i.default!r}    # {i.param.help}")
 
+# %% ../nbs/90_cli.ipynb #locate
+from .optimize.cli import locate_app
+app.add_typer(locate_app, name="locate")
+
 # %% ../nbs/90_cli.ipynb #c013
 def main(args: list[str] | None = None) -> int:
     "Entry point of the `urbanlab` command."

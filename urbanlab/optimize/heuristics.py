@@ -8,7 +8,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['pmedian_cost', 'greedy_pmedian', 'swap_costs', 'interchange_pmedian', 'pmedian_heuristic', 'greedy_mclp',
-           'greedy_pcenter', 'lagrangian_pmedian']
+           'greedy_pcenter', 'improving_target', 'lagrangian_pmedian']
 
 # %% ../../nbs/41_optimize.heuristics.ipynb #c005
 def pmedian_cost(c: np.ndarray, w: np.ndarray, sites) -> float:
@@ -90,13 +90,21 @@ def _lagrangian_step(wc, lam, p, forced):
     chosen = np.concatenate([forced, order[:p - len(forced)]]).astype(int)
     return rho, order, chosen, lam.sum() + rho[chosen].sum()
 
-def lagrangian_pmedian(c, w, p: int, target: float, forced=(), iters: int = 400) -> tuple[float, np.ndarray, np.ndarray]:
-    "`(bound, closed, opened)`: a Lagrangian lower bound and the sites that must stay closed / open in any solution costing <= `target`."
-    wc = w[:, None]*c; n, m = c.shape; forced = np.asarray(forced, dtype=int)
+def improving_target(cost: float, whole: bool) -> float:
+    "The most a solution better than `cost` can cost: `cost - 1` when all weighted costs are whole numbers."
+    return cost - 1 + 1e-6 if whole else cost - 1e-9*max(1.0, abs(cost))
+
+def lagrangian_pmedian(c, w, p: int, sites, forced=(), iters: int = 400) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    "`(bound, closed, opened, sites)`: a Lagrangian lower bound, the sites that must stay closed / open in any solution better than the best found, and that best solution (`sites` or better)."
+    wc = w[:, None]*c; n, m = c.shape; forced = np.asarray(forced, dtype=int); whole = np.array_equal(wc, np.round(wc))
+    best_sites = np.sort(np.asarray(sites, dtype=int)); ub = pmedian_cost(c, w, best_sites); target = improving_target(ub, whole)
     lam = np.sort(wc, axis=1)[:, min(1, m - 1)].astype(float)
     closed, opened = np.zeros(m, dtype=bool), np.zeros(m, dtype=bool); best, theta, stall = -np.inf, 2.0, 0
     for _ in range(iters):
         rho, order, chosen, lb = _lagrangian_step(wc, lam, p, forced)
+        if pmedian_cost(c, w, chosen) < ub:                      # the relaxed choice is a solution too: polish it
+            s = interchange_pmedian(c, w, chosen, forced); best_sites, ub = np.sort(s), pmedian_cost(c, w, s)
+            target = improving_target(ub, whole)
         k = p - len(forced)
         if k > 0:
             out, last = order[k:], rho[order[k - 1]]
@@ -108,5 +116,6 @@ def lagrangian_pmedian(c, w, p: int, target: float, forced=(), iters: int = 400)
         if stall >= 20: theta, stall = theta/2, 0
         g = 1 - (wc[:, chosen] < lam[:, None]).sum(axis=1)
         if not g.any(): break                            # the relaxed solution serves everyone once: it is optimal
-        lam = lam + theta*max(target - lb, 1e-9*max(1, abs(lb)))/(g @ g)*g
-    return best, closed, opened
+        lam = lam + theta*max(ub - lb, 1e-9*max(1, abs(lb)))/(g @ g)*g
+    closed[best_sites] = False
+    return best, closed, opened, best_sites

@@ -12,7 +12,8 @@ import numpy as np
 from scipy.sparse import coo_matrix, csc_matrix
 from ..core import UrbanlabError
 from .costs import check_costs, check_weights, great_circle_matrix, read_orlib
-from .heuristics import greedy_mclp, greedy_pcenter, lagrangian_pmedian, pmedian_cost, pmedian_heuristic
+from .heuristics import (greedy_mclp, greedy_pcenter, improving_target, lagrangian_pmedian, pmedian_cost,
+                                          pmedian_heuristic)
 
 # %% auto #0
 __all__ = ['MipResult', 'solve_mip', 'check_p', 'check_forced', 'cost_levels', 'radius_model', 'Located', 'solve_pmedian',
@@ -112,19 +113,13 @@ class Located:
 def _deadline_left(t0, time_limit):
     return None if time_limit is None else time_limit - (time.perf_counter() - t0)
 
-def _improving_target(c, w, ub):
-    "The most a solution better than `ub` can cost: `ub - 1` when all weighted costs are whole numbers."
-    wc = w[:, None]*c
-    return ub - 1 + 1e-6 if np.array_equal(wc, np.round(wc)) else ub - 1e-9*max(1.0, abs(ub))
-
 def solve_pmedian(c, w, p, forced=(), time_limit: float | None = None) -> Located:
     "Exact p-median: greedy + interchange, Lagrangian site fixing, then the radius formulation with HiGHS."
     t0 = time.perf_counter(); forced = np.asarray(forced, dtype=int)
-    best = np.sort(pmedian_heuristic(c, w, p, forced)); ub = pmedian_cost(c, w, best)
-    target = _improving_target(c, w, ub)
-    lb, closed, opened = lagrangian_pmedian(c, w, p, target, forced)
-    if lb > target: return Located(best, ub, ub, "optimal")
-    closed[best] = False; cols = np.nonzero(~closed)[0]
+    lb, closed, opened, best = lagrangian_pmedian(c, w, p, pmedian_heuristic(c, w, p, forced), forced)
+    ub = pmedian_cost(c, w, best); wc = w[:, None]*c
+    if lb > improving_target(ub, np.array_equal(wc, np.round(wc))): return Located(best, ub, ub, "optimal")
+    cols = np.nonzero(~closed)[0]
     must = np.searchsorted(cols, np.union1d(forced, np.nonzero(opened & ~closed)[0]))
     start = (np.searchsorted(cols, best), np.ones(p)) if np.isin(cols[must], best).all() else None
     r = solve_mip(**radius_model(c[:, cols], w, p, must), start=start, time_limit=_deadline_left(t0, time_limit))
