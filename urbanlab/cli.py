@@ -66,6 +66,14 @@ def dvc_yaml(check: bool = typer.Option(False, "--check", help="Fail if dvc.yaml
     typer.echo(f"{'Up to date' if check else 'Wrote'}: {write_dvc_yaml(check=check)}")
 
 # %% ../nbs/90_cli.ipynb #c012
+from .optimize.cli import locate_app
+app.add_typer(locate_app, name="locate")
+
+# %% ../nbs/90_cli.ipynb #c014
+from .models.cli import growth_app
+app.add_typer(growth_app, name="growth")
+
+# %% ../nbs/90_cli.ipynb #c016
 kfp_app = typer.Typer(help="Run the stages as a Kubeflow Pipelines (KFP v2) pipeline: compile, run locally, submit.",
                       no_args_is_help=True)
 app.add_typer(kfp_app, name="kfp")
@@ -108,7 +116,7 @@ def kfp_params():
     for i in pipeline_inputs().values():
         typer.echo(f"{i.name.replace('__', '.', 1)}: {i.param.type} = {i.default!r}    # {i.param.help}")
 
-# %% ../nbs/90_cli.ipynb #c013
+# %% ../nbs/90_cli.ipynb #c017
 def main(args: list[str] | None = None) -> int:
     "Entry point of the `urbanlab` command."
     try: return app(args=args, standalone_mode=False) or 0
@@ -120,7 +128,7 @@ def main(args: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         typer.echo("Aborted.", err=True); return 130
 
-# %% ../nbs/90_cli.ipynb #c014
+# %% ../nbs/90_cli.ipynb #c018
 def _in_ipython() -> bool:
     try: get_ipython; return True  # defined only inside IPython and Jupyter
     except NameError: return False
