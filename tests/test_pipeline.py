@@ -16,7 +16,7 @@ def test_run_writes_reports_and_index(project):
     log = (project/".first-run.log").read_text()
     assert "Reports: " in log and str(project/"reports"/"index.html") in log
     index = (project/"reports"/"index.html").read_text()
-    for stage in ["ingest", "explore", "report"]:
+    for stage in ["ingest", "explore", "train_growth", "evaluate_growth", "report"]:
         assert f"href='stages/{stage}.html'" in index
         assert (project/"reports"/"stages"/f"{stage}.html").stat().st_size > 1000
     commit = sh(["git", "rev-parse", "--short=12", "HEAD"], project).stdout.strip()
@@ -46,6 +46,20 @@ def test_spark_migration_balance_matches_the_raw_table(project):
     assert json.loads((project/"metrics"/"explore.json").read_text())["internal_movers"] == moved.persons.sum()
 
 
+def test_growth_stages_backtest_and_project(project):
+    m = json.loads((project/"metrics"/"evaluate_growth.json").read_text())
+    for model in ["persistence", "linear", "exponential", "gbm", "urbanlab"]:
+        assert m[f"h10_{model}"]["mape"] > 0 and 0 <= m[f"h10_{model}"]["coverage"] <= 1
+    assert m["cities"] == 1860 and m["best_baseline_h10"] in {"persistence", "linear", "exponential", "gbm"}
+    errors = pd.read_csv(project/"data"/"processed"/"growth"/"backtest_errors.csv")
+    assert set(errors.horizon) == {5, 10, 15} and (errors.groupby("horizon").n.first().tolist() == [3720, 3720, 1860])
+    proj = pd.read_parquet(project/"data"/"processed"/"growth"/"district_projection.parquet")
+    assert len(proj) == 1874 and proj.population.sum() == 29_381_884
+    assert 30e6 < proj.population_2030.sum() < 38e6
+    html = (project/"reports"/"stages"/"evaluate_growth.html").read_text()
+    assert "At the 10-year horizon urbanlab" in html and "the best baseline" in html
+
+
 def test_outputs_metrics_and_plots_for_dvc(project):
     metrics = json.loads(sh(["dvc", "metrics", "show", "--json"], project).stdout)
     flat = json.dumps(metrics)
@@ -57,7 +71,7 @@ def test_outputs_metrics_and_plots_for_dvc(project):
 
 def test_second_run_skips_every_stage(project):
     out = sh(["urbanlab", "run"], project).stdout
-    for stage in ["ingest", "explore", "report"]:
+    for stage in ["ingest", "explore", "train_growth", "evaluate_growth", "report"]:
         assert f"Stage '{stage}' didn't change, skipping" in out
     assert "Running stage" not in out
 

@@ -13,10 +13,10 @@ from torch import nn
 from tqdm.auto import tqdm
 from ..core import UrbanlabError, atomic_path, write_text_atomic
 from .baselines import QUANTILES, _origins, rates_to_populations
-from .series import HORIZONS, samples, thinned
+from .series import HORIZONS, lag_features, samples, thinned
 
 # %% auto #0
-__all__ = ['GrowthNet', 'pinball', 'pick_device', 'GrowthModel', 'save_model', 'load_model']
+__all__ = ['GrowthNet', 'pinball', 'pick_device', 'GrowthModel', 'save_model', 'load_model', 'matrix_features', 'forecast_matrix']
 
 # %% ../../nbs/32_models.growth.ipynb #c005
 class GrowthNet(nn.Module):
@@ -131,3 +131,26 @@ def load_model(folder: str | Path, device: str = "auto") -> GrowthModel:
     m.net_ = GrowthNet(meta["n_features"], len(m.countries_), hidden=meta["config"]["hidden"]).to(m.device_)
     m.net_.load_state_dict(torch.load(folder/"model.pt", map_location=m.device_))
     return m
+
+# %% ../../nbs/32_models.growth.ipynb #c017
+def matrix_features(years: np.ndarray, pops: np.ndarray, lags: int = 4) -> np.ndarray:
+    "`lag_features` for N series observed in the same `years` (`pops` of shape [N, T]), vectorised."
+    years = np.asarray(years, float); n = len(pops)
+    g, s = np.diff(np.log(pops), axis=1) / np.diff(years), np.diff(years) / 10
+    k = min(lags, g.shape[1])
+    rate, span, mask = np.zeros((n, lags)), np.zeros((n, lags)), np.zeros((n, lags))
+    rate[:, -k:], span[:, -k:], mask[:, -k:] = g[:, -k:], s[-k:], 1
+    return np.concatenate([rate * 10, span, mask, np.log(pops[:, -1:]) - 13.5], axis=1)
+
+def forecast_matrix(model: GrowthModel, years, pops: np.ndarray, batch: int = 262_144) -> np.ndarray:
+    "Population quantiles `[N, horizon, quantile]` 5, 10, 15 and 20 years after the last of `years`, for series without covariates."
+    dev, net = model.device_, model.net_.eval()
+    x = matrix_features(years, pops)
+    rates = np.empty((len(x), len(HORIZONS), 3), dtype=np.float32)
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            xb = torch.tensor(x[i:i + batch], dtype=torch.float32, device=dev)
+            unknown = torch.zeros(len(xb), dtype=torch.long, device=dev)
+            rates[i:i + batch] = (net(xb, unknown, torch.zeros(len(xb), 5, device=dev)) / 10).cpu().numpy()
+    net.train()
+    return pops[:, -1, None, None] * np.exp(rates * np.array(HORIZONS, dtype=np.float32)[None, :, None])
