@@ -64,9 +64,13 @@ class GrowthModel:
     "urbanlab's global PyTorch growth model (quantile forecasts at 5-20 year horizons)."
     name = "urbanlab"
     def __init__(self, epochs: int = 60, hidden: int = 64, lr: float = 3e-3, batch: int = 256, seed: int = 0,
-                 device: str = "auto", hide_covariates: float = 0.3, progress: bool = True):
-        self.config = dict(epochs=epochs, hidden=hidden, lr=lr, batch=batch, seed=seed, hide_covariates=hide_covariates)
+                 device: str = "auto", use_covariates: bool = False, hide_covariates: float = 0.3, progress: bool = True):
+        self.config = dict(epochs=epochs, hidden=hidden, lr=lr, batch=batch, seed=seed, use_covariates=use_covariates,
+                           hide_covariates=hide_covariates)
         self.device, self.progress = device, progress
+
+    def _covariates(self, covariates):
+        return covariates if self.config["use_covariates"] else None
 
     def _tensors(self, s: pd.DataFrame, covariates):
         cidx, geo = _geo([_base_unit(u) for u in s.unit_id], covariates, self.countries_)
@@ -78,6 +82,7 @@ class GrowthModel:
         c = self.config
         torch.manual_seed(c["seed"]); g = torch.Generator().manual_seed(c["seed"])
         self.device_ = pick_device(self.device)
+        covariates = self._covariates(covariates)
         self.countries_ = {k: i + 1 for i, k in enumerate(sorted(covariates.country.dropna().unique()))} if covariates is not None else {}
         s = samples(pd.concat([series, thinned(series)]), cutoff)
         if s.empty: raise UrbanlabError(f"No training samples up to {cutoff}: each series needs 3 observations by then.")
@@ -101,7 +106,7 @@ class GrowthModel:
     def predict_rates(self, s: pd.DataFrame, covariates=None) -> np.ndarray:
         "Annualised growth-rate quantiles `[unit, horizon, quantile]` for the origins in samples `s`."
         self.net_.eval()
-        with torch.no_grad(): out = self.net_(*self._tensors(s, covariates)).cpu().numpy() / 10
+        with torch.no_grad(): out = self.net_(*self._tensors(s, self._covariates(covariates))).cpu().numpy() / 10
         self.net_.train()
         return out
 
