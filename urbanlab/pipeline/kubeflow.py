@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from .. import __version__
 from ..core import UrbanlabError, project_root, replace_dir
-from .params import Param, check_value, notebook_params
+from .params import Param, check_value, notebook_params, suggest
 from .run import read_params
 from .stages import STAGES, Stage, get_stage, upstream
 
@@ -55,15 +55,12 @@ def pipeline_inputs(stages: dict[str, Stage] = STAGES, root: str | Path | None =
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c008
 def resolve_arguments(assignments: dict, inputs: dict[str, PipelineInput]) -> dict:
     "Map `{'explore.top_cities': 3}` to checked pipeline arguments `{'explore__top_cities': 3}`."
-    import difflib
     out = {}
     for key, value in assignments.items():
         name = key.replace(".", "__", 1)
         if name not in inputs:
             known = [k.replace("__", ".", 1) for k in inputs]
-            near = difflib.get_close_matches(key, known, n=1)
-            raise UrbanlabError(f"Unknown pipeline parameter {key!r}." + (f" Did you mean {near[0]!r}?" if near else "")
-                                + f" Parameters: {', '.join(known)}.")
+            raise UrbanlabError(f"Unknown pipeline parameter {key!r}.{suggest(key, known)} Parameters: {', '.join(known)}.")
         check_value(inputs[name].param, value, f"pipeline parameter {key!r}")
         out[name] = value
     return out
@@ -84,8 +81,6 @@ def code_hashes(stage: Stage, root: Path) -> dict[str, str]:
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c014
 DEFAULT_IMAGE = f"urbanlab:{__version__}"
 MOUNT_PATH = "/mnt/urbanlab"
-
-def _py(v) -> str: return repr(v)
 
 FIXED = ("notebook_sha256", "code_sha256", "spark_master", "data_root", "outputs", "notebook", "report", "metrics")
 
@@ -123,7 +118,7 @@ def pipeline_source(stages: dict[str, Stage] = STAGES, root: str | Path | None =
             "from urbanlab.pipeline.kubeflow import configure_task\n\n")
     comps = "\n\n".join(component_source(s, by_stage[n], image, stages, root) for n, s in stages.items())
     outs = "class Outputs(NamedTuple):\n" + "".join(f"    {n}: Dataset\n" for n in stages)
-    sig = ", ".join(f"{i.name}: {i.param.type} = {_py(i.default)}" for i in ins.values())
+    sig = ", ".join(f"{i.name}: {i.param.type} = {i.default!r}" for i in ins.values())
     body = []
     for n, s in stages.items():
         kw = [f"{k}={v!r}" for k, v in code_hashes(s, root).items()] + (["spark_master=spark_master"] if uses_spark(s, root) else [])

@@ -11,7 +11,7 @@ import nbformat, papermill as pm, yaml
 from ..core import UrbanlabError
 
 # %% auto #0
-__all__ = ['Param', 'parse_param', 'notebook_params', 'check_value', 'check_params', 'parse_assignments']
+__all__ = ['Param', 'parse_param', 'notebook_params', 'suggest', 'check_value', 'check_params', 'parse_assignments']
 
 # %% ../../nbs/60_pipeline.params.ipynb #c005
 @dataclass(frozen=True)
@@ -51,6 +51,11 @@ def notebook_params(path: str | Path) -> dict[str, Param]:
     return {n: parse_param(n, d["inferred_type_name"], d["default"], d["help"] or "") for n, d in found.items()}
 
 # %% ../../nbs/60_pipeline.params.ipynb #c011
+def suggest(name: str, known) -> str:
+    "' Did you mean ...?' naming the closest of `known` to `name`, or ''."
+    near = difflib.get_close_matches(name, list(known), n=1)
+    return f" Did you mean {near[0]!r}?" if near else ""
+
 _TYPES = dict(int=(int,), float=(int, float), str=(str,), bool=(bool,), list=(list, tuple), dict=(dict,))
 
 def _type_ok(value, type_name: str) -> bool:
@@ -75,9 +80,7 @@ def check_params(values: dict, declared: dict[str, Param], where: str, reserved:
         if reserved and name in reserved:
             raise UrbanlabError(f"{where}: parameter {name!r} is set by the pipeline ({reserved[name]}); remove it.")
         if name not in declared:
-            near = difflib.get_close_matches(name, list(declared), n=1)
-            hint = f" Did you mean {near[0]!r}?" if near else ""
-            raise UrbanlabError(f"{where}: unknown parameter {name!r}.{hint} Declared parameters: {', '.join(declared)}.")
+            raise UrbanlabError(f"{where}: unknown parameter {name!r}.{suggest(name, declared)} Declared parameters: {', '.join(declared)}.")
         check_value(declared[name], value, where)
     return values
 
