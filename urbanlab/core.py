@@ -4,16 +4,23 @@
 
 # %% ../nbs/00_core.ipynb #c002
 from __future__ import annotations
-import os, shutil, tempfile
+import difflib, os, shutil, tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['LAYOUT', 'UrbanlabError', 'project_root', 'project_path', 'atomic_path', 'write_text_atomic', 'replace_dir']
+__all__ = ['LAYOUT', 'UrbanlabError', 'suggest', 'project_root', 'project_path', 'atomic_path', 'write_text_atomic',
+           'replace_dir']
 
 # %% ../nbs/00_core.ipynb #c005
 class UrbanlabError(Exception):
     "An error caused by the user's input; its message says what was expected."
+
+# %% ../nbs/00_core.ipynb #463fc107
+def suggest(name: str, known) -> str:
+    "' Did you mean ...?' naming the closest of `known` to `name`, or ''."
+    near = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
+    return f" Did you mean {near[0]!r}?" if near else ""
 
 # %% ../nbs/00_core.ipynb #c007
 def _is_root(d: Path) -> bool:

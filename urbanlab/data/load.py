@@ -8,17 +8,18 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from ..core import atomic_path, project_path, write_text_atomic
+from ..core import UrbanlabError, atomic_path, project_path, write_text_atomic
 from .schemas import get_kind, validate_file
 
 # %% auto #0
 __all__ = ['PLACE_NAMES', 'CENSUS_NAMES', 'MIGRATION_NAMES', 'PLACES_NAMES', 'POLYGON_NAMES', 'LAST_ESTIMATE_YEAR', 'WUP_NAMES',
            'INTERIM_TABLES', 'SAMPLED_TABLES', 'raw_file', 'tidy_columns', 'load_districts', 'load_provinces',
            'load_departments', 'load_census', 'load_migration', 'load_populated_places', 'repair_geometries',
-           'load_district_polygons', 'tidy_wup', 'load_wup_cities', 'JoinReport', 'compare_codes', 'format_join_report',
-           'join_report', 'write_parquet', 'build_interim']
+           'load_district_polygons', 'tidy_wup', 'load_wup_cities', 'load_facilities', 'JoinReport', 'compare_codes',
+           'format_join_report', 'join_report', 'sample_rows', 'write_parquet', 'build_interim']
 
 # %% ../../nbs/11_data.load.ipynb #c005
 def raw_file(kind: str,                      # one of `urbanlab.data.schemas.KINDS`
@@ -124,6 +125,13 @@ def load_wup_cities(root=None, path=None, annual: bool = False) -> pd.DataFrame:
     kind = "wup_annual" if annual else "wup_cities"
     return tidy_wup(validate_file(raw_file(kind, path, root), kind))
 
+# %% ../../nbs/11_data.load.ipynb #96647226
+def load_facilities(path: str | Path) -> pd.DataFrame:
+    "A user's CSV of schools or facilities: `name`, `latitude`, `longitude` (optional `ubigeo`, `kind`), validated."
+    if not path: raise UrbanlabError("Facilities have no default file: pass the CSV of schools or facilities to use.")
+    df = validate_file(raw_file("facilities", path), "facilities")
+    return tidy_columns(df, {c: c for c in ["name", "ubigeo", "kind", "latitude", "longitude"] if c in df.columns})
+
 # %% ../../nbs/11_data.load.ipynb #c029
 @dataclass
 class JoinReport:
@@ -174,10 +182,16 @@ def join_report(census: pd.DataFrame,    # from `load_census`
     return r
 
 # %% ../../nbs/11_data.load.ipynb #c038
-INTERIM_TABLES = dict(districts=load_districts, census=load_census, migration=load_migration,
+INTERIM_TABLES = dict(districts=load_districts, provinces=load_provinces, census=load_census, migration=load_migration,
                       populated_places=load_populated_places, district_polygons=load_district_polygons,
                       wup_cities=load_wup_cities)
 SAMPLED_TABLES = ("migration", "populated_places", "wup_cities")   # the big ones `max_rows` cuts
+
+def sample_rows(df: pd.DataFrame, max_rows: int) -> pd.DataFrame:
+    "The first `max_rows` rows of `df`, plus every row of Peru's cities in a UN table (the analyses need them)."
+    keep = np.arange(len(df)) < max_rows
+    if "country" in df.columns: keep |= (df.country == "Peru").to_numpy()
+    return df[keep]
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
     "Write `df` to `path` as parquet (GeoParquet for a GeoDataFrame), atomically."
@@ -190,9 +204,9 @@ def build_interim(out_dir: str | Path,              # folder to write into (the 
                   root: str | Path | None = None    # project folder whose data/raw is read
                  ) -> dict[str, Path]:
     "Validate every raw file, write the tidy tables and `join_report.json` into `out_dir`; their paths by name."
-    for kind in ("provinces", "departments", "wup_annual"): validate_file(raw_file(kind, root=root), kind)
+    for kind in ("departments", "wup_annual"): validate_file(raw_file(kind, root=root), kind)
     frames = {name: load(root=root) for name, load in INTERIM_TABLES.items()}
-    if max_rows > 0: frames |= {n: frames[n].head(max_rows) for n in SAMPLED_TABLES}
+    if max_rows > 0: frames |= {n: sample_rows(frames[n], max_rows) for n in SAMPLED_TABLES}
     out = {n: write_parquet(f, Path(out_dir)/f"{n}.parquet") for n, f in frames.items()}
     report = join_report(frames["census"], frames["districts"], frames["district_polygons"])
     out["join_report"] = write_text_atomic(Path(out_dir)/"join_report.json", json.dumps(report.to_dict(), indent=1))

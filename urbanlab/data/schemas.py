@@ -18,10 +18,10 @@ from ..core import UrbanlabError
 
 # %% auto #0
 __all__ = ['DISTRICTS', 'PROVINCES', 'DEPARTMENTS', 'CENSUS', 'MIGRATION', 'POPULATED_PLACES', 'DISTRICT_POLYGONS', 'WUP_CITIES',
-           'WUP_ANNUAL', 'KINDS', 'DataValidationError', 'code_column', 'number_column', 'text_column', 'latitude',
-           'longitude', 'count', 'percent', 'unit_index', 'read_csv_codes', 'read_geojson', 'csv_record_lines',
-           'wup_schema', 'RawKind', 'get_kind', 'describe_check', 'show_value', 'failure_groups', 'format_failures',
-           'validate_frame', 'show_path', 'read_raw', 'file_row_numbers', 'validate_file']
+           'WUP_ANNUAL', 'FACILITIES', 'KINDS', 'DataValidationError', 'code_column', 'number_column', 'text_column',
+           'latitude', 'longitude', 'count', 'percent', 'unit_index', 'read_csv_codes', 'read_geojson',
+           'csv_record_lines', 'wup_schema', 'RawKind', 'get_kind', 'describe_check', 'show_value', 'failure_groups',
+           'format_failures', 'validate_frame', 'show_path', 'read_raw', 'file_row_numbers', 'validate_file']
 
 # %% ../../nbs/10_data.schemas.ipynb #c005
 class DataValidationError(UrbanlabError):
@@ -143,6 +143,12 @@ def wup_schema(years: range, # the year columns the file must have
 
 WUP_CITIES, WUP_ANNUAL = wup_schema(range(1950, 2036, 5), "wup_cities"), wup_schema(range(1950, 2036), "wup_annual")
 
+# %% ../../nbs/10_data.schemas.ipynb #5e9cb912
+FACILITIES = pa.DataFrameSchema(
+    dict(name=text_column(), latitude=latitude(), longitude=longitude(),
+         ubigeo=code_column(6, nullable=True, required=False), kind=text_column(nullable=True, required=False)),
+    name="facilities")
+
 # %% ../../nbs/10_data.schemas.ipynb #c024
 class RawKind(NamedTuple):
     "A kind of raw file: where it lives under data/raw, how to read it, what it must look like."
@@ -162,7 +168,8 @@ KINDS: dict[str, RawKind] = dict(
                              POPULATED_PLACES),
     district_polygons=RawKind("peru/peru_distrital_simple.geojson", read_geojson, DISTRICT_POLYGONS),
     wup_cities=RawKind("wup2018/WUP2018-F12-Cities_Over_300K.csv", read_csv_codes, WUP_CITIES),
-    wup_annual=RawKind("wup2018/WUP2018-F22-Cities_Over_300K_Annual.csv", read_csv_codes, WUP_ANNUAL))
+    wup_annual=RawKind("wup2018/WUP2018-F22-Cities_Over_300K_Annual.csv", read_csv_codes, WUP_ANNUAL),
+    facilities=RawKind("", partial(read_csv_codes, codes=("ubigeo",)), FACILITIES))  # no default: a user's file
 
 def get_kind(kind: str) -> RawKind:
     "The `RawKind` called `kind`, or an error listing the valid kinds."

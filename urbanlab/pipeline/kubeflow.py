@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 import yaml
 from .. import __version__
-from ..core import UrbanlabError, project_root, replace_dir
-from .params import Param, check_value, notebook_params, suggest
+from ..core import UrbanlabError, project_root, replace_dir, suggest
+from .params import Param, check_value, notebook_params
 from .run import read_params
 from .stages import STAGES, Stage, get_stage, upstream
 

@@ -4,14 +4,14 @@
 
 # %% ../../nbs/60_pipeline.params.ipynb #c002
 from __future__ import annotations
-import difflib, re
+import re
 from dataclasses import dataclass
 from pathlib import Path
 import nbformat, papermill as pm, yaml
-from ..core import UrbanlabError
+from ..core import UrbanlabError, suggest
 
 # %% auto #0
-__all__ = ['Param', 'parse_param', 'notebook_params', 'suggest', 'check_value', 'check_params', 'parse_assignments']
+__all__ = ['Param', 'parse_param', 'notebook_params', 'check_value', 'check_params', 'parse_assignments']
 
 # %% ../../nbs/60_pipeline.params.ipynb #c005
 @dataclass(frozen=True)
@@ -51,11 +51,6 @@ def notebook_params(path: str | Path) -> dict[str, Param]:
     return {n: parse_param(n, d["inferred_type_name"], d["default"], d["help"] or "") for n, d in found.items()}
 
 # %% ../../nbs/60_pipeline.params.ipynb #c011
-def suggest(name: str, known) -> str:
-    "' Did you mean ...?' naming the closest of `known` to `name`, or ''."
-    near = difflib.get_close_matches(name, list(known), n=1)
-    return f" Did you mean {near[0]!r}?" if near else ""
-
 _TYPES = dict(int=(int,), float=(int, float), str=(str,), bool=(bool,), list=(list, tuple), dict=(dict,))
 
 def _type_ok(value, type_name: str) -> bool:

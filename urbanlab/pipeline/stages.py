@@ -70,6 +70,15 @@ def _stages() -> list[Stage]:
               outs={"out_dir": "data/processed/growth"}, metrics={"metrics_path": "metrics/evaluate_growth.json"},
               plots={"errors_plot_path": Plot("plots/growth/error_by_horizon.csv", "horizon", "urbanlab")},
               resources=Resources("2", "6Gi")),
+        Stage("train_need", deps={"interim_dir": "data/interim", "patterns_dir": "data/processed/patterns"},
+              outs={"out_dir": "data/processed/need", "model_dir": "models/need"},
+              metrics={"metrics_path": "metrics/train_need.json"}, resources=Resources("2", "4Gi")),
+        Stage("site_hubs", deps={"interim_dir": "data/interim", "need_dir": "data/processed/need",
+                                 "growth_dir": "data/processed/growth",
+                                 "totals_path": "data/raw/peru/census_totals_1940_2017.csv"},
+              outs={"out_dir": "data/processed/hubs"}, metrics={"metrics_path": "metrics/site_hubs.json"},
+              plots={"curve_plot_path": Plot("plots/hubs/coverage_curve.csv", "hubs", "need_share")},
+              resources=Resources("2", "4Gi")),
     ]
     report = Stage("report", deps={"stage_reports": [s.report for s in body]}, outs={"index_path": "reports/index.html"},
                    resources=Resources("500m", "1Gi"))
