@@ -5,6 +5,7 @@ import pytest
 from conftest import ROOT
 from urbanlab.core import UrbanlabError
 from urbanlab.optimize.costs import orlib_optima, read_orlib, read_orlib_edges, shortest_path_matrix
+from urbanlab.optimize.heuristics import lagrangian_pmedian, pmedian_cost, pmedian_heuristic
 from urbanlab.optimize.locate import LSCP, MCLP, PCenter, PMedian
 
 DATA = ROOT/"data"/"raw"/"orlib_pmed"
@@ -74,11 +75,19 @@ def test_from_coordinates_and_heuristic_mode():
 
 # ---- OR-Library
 
-@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 8, 9, 10])
 def test_orlib_optimum_with_proof(k):
     m = PMedian.from_orlib(DATA/f"pmed{k}.txt").solve()
     assert m.objective_ == orlib_optima(DATA/"pmedopt.txt")[f"pmed{k}"]
     assert m.status_ == "optimal" and m.gap_ == 0 and len(m.sites_) == m.p
+
+
+@pytest.mark.parametrize("k", [4, 8, 9, 10])
+def test_orlib_lagrangian_alone_proves_large_p(k):
+    # the LP relaxation is integral: polishing the relaxed choice finds the optimum and the bound proves it, no MIP
+    c, p = read_orlib(DATA/f"pmed{k}.txt"); w = np.ones(len(c)); opt = orlib_optima(DATA/"pmedopt.txt")[f"pmed{k}"]
+    lb, closed, opened, best = lagrangian_pmedian(c, w, p, pmedian_heuristic(c, w, p))
+    assert pmedian_cost(c, w, best) == opt and lb > opt - 1 and len(set(best)) == p
 
 
 def test_duplicate_edges_last_occurrence_wins():
