@@ -11,8 +11,8 @@ import click, typer
 from .core import UrbanlabError, project_root
 
 # %% auto #0
-__all__ = ['app', 'kfp_app', 'run', 'run_one_stage', 'params', 'validate', 'dvc_yaml', 'kfp_compile', 'kfp_run', 'kfp_submit',
-           'kfp_params', 'main']
+__all__ = ['app', 'kfp_app', 'run', 'run_one_stage', 'params', 'validate', 'dvc_yaml', 'allocate_cmd', 'kfp_compile', 'kfp_run',
+           'kfp_submit', 'kfp_params', 'main']
 
 # %% ../nbs/90_cli.ipynb #c005
 app = typer.Typer(help="urbanlab: a research workbench for urban and community planning. "
@@ -72,6 +72,26 @@ app.add_typer(locate_app, name="locate")
 # %% ../nbs/90_cli.ipynb #c014
 from .models.cli import growth_app
 app.add_typer(growth_app, name="growth")
+
+# %% ../nbs/90_cli.ipynb #c014b
+@app.command("allocate")
+def allocate_cmd(needs: Path = typer.Option(..., "--needs", help="CSV: unit_id, need; optional poverty (share 0-1) or poverty_pct (0-100), rural (0/1), quintile (1-5, 1 = poorest), cost_per_unit."),
+                 supply: float = typer.Option(1_056_430, "--supply", help="Items to share (default 1,056,430: Peru's 2020 tablet purchase)."),
+                 policy: str = typer.Option("maxcover", "--policy", help="maxcover, maxmin, equity or rule (see urbanlab.allocate)."),
+                 budget: Optional[float] = typer.Option(None, "--budget", help="Transport budget: the sum of cost_per_unit x allocation stays within it."),
+                 out: Optional[Path] = typer.Option(None, "--out", help="Write the per-unit allocation to this CSV (atomically)."),
+                 fractional: bool = typer.Option(False, "--fractional", help="Keep the LP's fractional allocations (default: whole items)."),
+                 as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object.")):
+    "Share a limited supply across units by linear programming (HiGHS): maxcover, maxmin, equity or the priority rule."
+    import json
+    from urbanlab.allocate import allocate_file, write_allocation
+    a = allocate_file(needs, supply, policy, budget, whole=not fractional)
+    if out is not None: typer.echo(f"Wrote {write_allocation(a, out)}", err=True)
+    s = a.summary
+    if as_json: typer.echo(json.dumps(s.to_dict())); return
+    q1 = "" if s.poorest_unmet is None else f"; quintile 1 unmet {s.poorest_unmet:,.0f} ({s.poorest_unmet_share:.1%})"
+    typer.echo(f"{s.policy}: {s.allocated:,.0f} of {s.supply:,.0f} to {s.units_served:,} of {s.units:,} units; need covered {s.need_covered:.1%}, "
+               f"coverage min {s.min_coverage:.3f} mean {s.mean_coverage:.3f}, Gini {s.gini_coverage:.3f}{q1}; {s.status} in {s.seconds:.3f} s")
 
 # %% ../nbs/90_cli.ipynb #c016
 kfp_app = typer.Typer(help="Run the stages as a Kubeflow Pipelines (KFP v2) pipeline: compile, run locally, submit.",
