@@ -255,7 +255,9 @@ def read_raw(path: str | Path, # the file to read
             ) -> pd.DataFrame:
     "Read the file `path` of kind `kind` (codes as strings, `S.I.` missing), unvalidated."
     k, name = get_kind(kind), show_path(path)
-    if not Path(path).is_file(): raise DataValidationError(f"{name}: file not found; expected a {kind} file like data/raw/{k.path}.")
+    if not Path(path).is_file():
+        like = f" like data/raw/{k.path}" if k.path else f" with columns {', '.join(k.schema.columns)}"
+        raise DataValidationError(f"{name}: file not found; expected a {kind} file{like}.")
     if Path(path).stat().st_size == 0: raise DataValidationError(f"{name}: file is empty (0 bytes); expected a {kind} file.")
     try: return k.read(path)
     except pd.errors.EmptyDataError: raise DataValidationError(f"{name}: file has no header row; expected a {kind} file.") from None

@@ -34,9 +34,14 @@ def label_frame(scaled: np.ndarray, index=None) -> pd.DataFrame:
 
 # %% ../../nbs/35_models.need.ipynb #c008
 def _keras():
-    "keras and tensorflow, imported quietly on first use."
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras, tensorflow as tf
+    "keras and tensorflow, imported on first use without TensorFlow's C++ start-up chatter on stderr."
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # no C++ INFO, WARNING or ERROR lines (tf.data's are noise)
+    saved = os.dup(2); null = os.open(os.devnull, os.O_WRONLY)
+    try:                                              # absl prints two lines before logging starts; only a closed fd hides them
+        os.dup2(null, 2)
+        import keras, tensorflow as tf
+    finally:
+        os.dup2(saved, 2); os.close(saved); os.close(null)
     return keras, tf
 
 class KerasNeed:
@@ -71,7 +76,7 @@ class KerasNeed:
     def _fill(self, X): return np.where(np.isnan(X), self.medians_, X).astype("float32")
     def predict(self, X: np.ndarray) -> np.ndarray:
         "Predicted labels in [0, 1], one column per target."
-        return self.net_.predict(self._fill(X), verbose=0, batch_size=4096).astype(float)
+        return np.asarray(self.net_(self._fill(X), training=False), dtype=float)   # a plain call: no retracing per model
 
 # %% ../../nbs/35_models.need.ipynb #c012
 def save_need_model(model: KerasNeed, features: list[str], folder: str | Path) -> Path:
@@ -146,6 +151,7 @@ def fill_need(districts: pd.DataFrame,   # `load_districts`: every district, pub
     pred = predicted.set_index("ubigeo")[list(TARGETS)].add_suffix("_model")
     out = out.join(pred, on="ubigeo")
     prov = provinces.dropna(subset=["ubigeo"]).set_index("ubigeo")[list(TARGETS)]
+    prov.index = prov.index.str[:4]                      # a province's code is its first 4 digits (`050400` is 0504)
     out["need_source"] = np.where(out[list(TARGETS)].notna().all(axis=1), "observed",
                                   np.where(out[[f"{t}_model" for t in TARGETS]].notna().all(axis=1), "model", "province"))
     for t in TARGETS:
