@@ -18,9 +18,10 @@ from ..core import UrbanlabError
 
 # %% auto #0
 __all__ = ['DISTRICTS', 'PROVINCES', 'DEPARTMENTS', 'CENSUS', 'MIGRATION', 'POPULATED_PLACES', 'DISTRICT_POLYGONS', 'WUP_CITIES',
-           'WUP_ANNUAL', 'FACILITIES', 'KINDS', 'DataValidationError', 'code_column', 'number_column', 'text_column',
-           'latitude', 'longitude', 'count', 'percent', 'unit_index', 'read_csv_codes', 'read_geojson',
-           'csv_record_lines', 'wup_schema', 'RawKind', 'get_kind', 'describe_check', 'show_value', 'failure_groups',
+           'WUP_ANNUAL', 'FACILITIES', 'FLAG_WORDS', 'LEARNER_FLAGS', 'LEARNERS', 'KINDS', 'DataValidationError',
+           'code_column', 'number_column', 'text_column', 'latitude', 'longitude', 'count', 'percent', 'unit_index',
+           'read_csv_codes', 'read_geojson', 'csv_record_lines', 'wup_schema', 'flag_column', 'read_flags',
+           'read_learner_csv', 'RawKind', 'get_kind', 'describe_check', 'show_value', 'failure_groups',
            'format_failures', 'validate_frame', 'show_path', 'read_raw', 'file_row_numbers', 'validate_file']
 
 # %% ../../nbs/10_data.schemas.ipynb #c005
@@ -149,6 +150,36 @@ FACILITIES = pa.DataFrameSchema(
          ubigeo=code_column(6, nullable=True, required=False), kind=text_column(nullable=True, required=False)),
     name="facilities")
 
+# %% ../../nbs/10_data.schemas.ipynb #4074293e
+FLAG_WORDS = {"true": True, "false": False, "t": True, "f": False, "1": True, "0": False, "1.0": True, "0.0": False,
+              "yes": True, "no": False, "y": True, "n": False, "si": True, "sí": True}
+LEARNER_FLAGS = ("has_device", "has_connectivity", "rural", "has_printed_materials", "needs_device",
+                 "needs_connectivity", "needs_materials", "tablet_target", "synthetic")
+
+def flag_column(**kw) -> pa.Column:
+    "A true/false column; values must already be booleans (see `read_flags`)."
+    return pa.Column(None, pa.Check.isin([True, False], error="true/false (also 1/0, yes/no, si/no)"), **kw)
+
+def read_flags(df: pd.DataFrame, cols) -> pd.DataFrame:
+    "`df` with the words of `FLAG_WORDS` in columns `cols` turned into booleans; other values left for the check."
+    out = df.copy()
+    for c in [c for c in cols if c in df.columns and df[c].dtype != bool]:
+        words = df[c].astype(str).str.strip().str.lower().map(FLAG_WORDS)
+        out[c] = words.where(words.notna(), df[c]).astype(object)
+    return out
+
+def read_learner_csv(path: str | Path) -> pd.DataFrame:
+    "Read a learner CSV: ids and `ubigeo` as strings, true/false words as booleans."
+    return read_flags(read_csv_codes(path, codes=("learner_id", "school_id", "ubigeo")), LEARNER_FLAGS)
+
+LEARNERS = pa.DataFrameSchema(
+    dict(learner_id=text_column(unique=True), school_id=text_column(), ubigeo=code_column(6),
+         grade=number_column(1, 11, dtype="int64"), has_device=flag_column(), has_connectivity=flag_column(),
+         usage_hours_week=number_column(0), past_score=number_column(0, 20),
+         poverty_quintile=number_column(1, 5, dtype="int64", required=False),
+         **{c: flag_column(required=False) for c in LEARNER_FLAGS[2:]}),
+    name="learners")
+
 # %% ../../nbs/10_data.schemas.ipynb #c024
 class RawKind(NamedTuple):
     "A kind of raw file: where it lives under data/raw, how to read it, what it must look like."
@@ -169,7 +200,8 @@ KINDS: dict[str, RawKind] = dict(
     district_polygons=RawKind("peru/peru_distrital_simple.geojson", read_geojson, DISTRICT_POLYGONS),
     wup_cities=RawKind("wup2018/WUP2018-F12-Cities_Over_300K.csv", read_csv_codes, WUP_CITIES),
     wup_annual=RawKind("wup2018/WUP2018-F22-Cities_Over_300K_Annual.csv", read_csv_codes, WUP_ANNUAL),
-    facilities=RawKind("", partial(read_csv_codes, codes=("ubigeo",)), FACILITIES))  # no default: a user's file
+    facilities=RawKind("", partial(read_csv_codes, codes=("ubigeo",)), FACILITIES),  # no default: a user's file
+    learners=RawKind("", read_learner_csv, LEARNERS))  # no default: an institution's export
 
 def get_kind(kind: str) -> RawKind:
     "The `RawKind` called `kind`, or an error listing the valid kinds."
