@@ -16,7 +16,7 @@ def test_run_writes_reports_and_index(project):
     log = (project/".first-run.log").read_text()
     assert "Reports: " in log and str(project/"reports"/"index.html") in log
     index = (project/"reports"/"index.html").read_text()
-    for stage in ["ingest", "explore", "train_growth", "evaluate_growth", "train_need", "site_hubs", "report"]:
+    for stage in ["ingest", "explore", "train_growth", "evaluate_growth", "train_need", "site_hubs", "allocate_resources", "report"]:
         assert f"href='stages/{stage}.html'" in index
         assert (project/"reports"/"stages"/f"{stage}.html").stat().st_size > 1000
     commit = sh(["git", "rev-parse", "--short=12", "HEAD"], project).stdout.strip()
@@ -71,7 +71,8 @@ def test_outputs_metrics_and_plots_for_dvc(project):
 
 def test_second_run_skips_every_stage(project):
     out = sh(["urbanlab", "run"], project).stdout
-    for stage in ["ingest", "explore", "train_growth", "evaluate_growth", "train_need", "site_hubs", "report"]:
+    for stage in ["ingest", "explore", "train_growth", "evaluate_growth", "train_need", "site_hubs", "allocate_resources",
+                  "report"]:
         assert f"Stage '{stage}' didn't change, skipping" in out
     assert "Running stage" not in out
 

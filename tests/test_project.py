@@ -63,4 +63,4 @@ def test_params_lists_what_a_stage_accepts():
 
 def test_unknown_stage_is_refused():
     res = sh(["urbanlab", "stage", "train"], ROOT, check=False)
-    assert res.returncode == 1 and "Unknown stage 'train'; stages are: ingest, explore, train_growth, evaluate_growth, train_need, site_hubs, report" in res.stderr
+    assert res.returncode == 1 and "Unknown stage 'train'; stages are: ingest, explore, train_growth, evaluate_growth, train_need, site_hubs, allocate_resources, report" in res.stderr
