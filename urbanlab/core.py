@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['LAYOUT', 'UrbanlabError', 'suggest', 'project_root', 'project_path', 'atomic_path', 'write_text_atomic',
-           'replace_dir']
+__all__ = ['EARTH_RADIUS_KM', 'LAYOUT', 'UrbanlabError', 'suggest', 'project_root', 'project_path', 'atomic_path',
+           'write_text_atomic', 'replace_dir']
 
 # %% ../nbs/00_core.ipynb #c005
 class UrbanlabError(Exception):
@@ -21,6 +21,9 @@ def suggest(name: str, known) -> str:
     "' Did you mean ...?' naming the closest of `known` to `name`, or ''."
     near = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
     return f" Did you mean {near[0]!r}?" if near else ""
+
+# %% ../nbs/00_core.ipynb #a2ce6d54
+EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG), for great-circle distances
 
 # %% ../nbs/00_core.ipynb #c007
 def _is_root(d: Path) -> bool:

@@ -6,15 +6,12 @@
 from __future__ import annotations
 import numpy as np, pandas as pd
 from sklearn.neighbors import BallTree
-from ..core import UrbanlabError
+from ..core import EARTH_RADIUS_KM, UrbanlabError
 
 # %% auto #0
-__all__ = ['EARTH_RADIUS_KM', 'BASE_FEATURES', 'nearest_km', 'place_mix', 'km_to_province_capital', 'need_features',
-           'feature_columns']
+__all__ = ['BASE_FEATURES', 'nearest_km', 'place_mix', 'km_to_province_capital', 'need_features', 'feature_columns']
 
 # %% ../../nbs/21_features.need.ipynb #c005
-EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG)
-
 def _radians(points: pd.DataFrame, name: str) -> np.ndarray:
     "(latitude, longitude) of `points` in radians, or an error naming `name` and what is missing."
     missing = [c for c in ("latitude", "longitude") if c not in points.columns]

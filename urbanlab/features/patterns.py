@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['BALANCE', 'add_density', 'migration_balance', 'add_migration_rates', 'district_patterns', 'growth_rates',
-           'growth_summary']
+__all__ = ['BALANCE', 'add_density', 'migration_balance', 'add_migration_rates', 'district_patterns', 'patterns_from_interim',
+           'growth_rates', 'growth_summary']
 
 # %% ../../nbs/20_features.patterns.ipynb #c005
 def add_density(df: pd.DataFrame, population: str = "population", area: str = "area_km2", out: str = "density") -> pd.DataFrame:
@@ -46,6 +46,17 @@ def district_patterns(census: pd.DataFrame, districts: pd.DataFrame, balance: pd
     people = add_density(census.merge(names, on="ubigeo", how="left"))
     moves = people.merge(balance, on="ubigeo", how="left").fillna({c: 0 for c in BALANCE})
     return add_migration_rates(moves).sort_values("population", ascending=False).reset_index(drop=True)
+
+# %% ../../nbs/20_features.patterns.ipynb #f4f413de
+def patterns_from_interim(interim_dir, # the tidy tables `ingest` writes
+                          spark_master: str | None = None) -> pd.DataFrame:
+    "`district_patterns` built from `ingest`'s tables, with the migration balance summed on Spark."
+    from pathlib import Path
+    from urbanlab.spark import spark_session
+    interim = Path(interim_dir); spark = spark_session(spark_master)
+    try: balance = migration_balance(spark.read.parquet(str(interim/"migration.parquet"))).toPandas()
+    finally: spark.stop()
+    return district_patterns(pd.read_parquet(interim/"census.parquet"), pd.read_parquet(interim/"districts.parquet"), balance)
 
 # %% ../../nbs/20_features.patterns.ipynb #c018
 def growth_rates(df: pd.DataFrame, unit: str = "city_code", year: str = "year", population: str = "population") -> pd.DataFrame:

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, shortest_path
-from ..core import UrbanlabError
+from ..core import EARTH_RADIUS_KM, UrbanlabError
 
 # %% auto #0
-__all__ = ['EARTH_RADIUS_KM', 'check_costs', 'check_weights', 'great_circle_matrix', 'read_orlib_edges', 'shortest_path_matrix',
-           'read_orlib', 'orlib_optima']
+__all__ = ['check_costs', 'check_weights', 'great_circle_matrix', 'read_orlib_edges', 'shortest_path_matrix', 'read_orlib',
+           'orlib_optima']
 
 # %% ../../nbs/40_optimize.costs.ipynb #c005
 def _first_cell(mask: np.ndarray) -> str:
@@ -39,8 +39,6 @@ def check_weights(weights, n: int) -> np.ndarray:
     return w
 
 # %% ../../nbs/40_optimize.costs.ipynb #c011
-EARTH_RADIUS_KM = 6371.0088
-
 def _latlon(points, name: str) -> np.ndarray:
     a = np.asarray(points, dtype=float)
     if a.ndim != 2 or a.shape[1] != 2: raise UrbanlabError(f"{name} must be an (n, 2) array of (lat, lon) degrees; got shape {a.shape}.")

@@ -6,7 +6,7 @@
 from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np, pandas as pd
-from ..core import UrbanlabError, suggest
+from ..core import EARTH_RADIUS_KM, UrbanlabError, suggest
 from .costs import great_circle_matrix
 from .locate import LSCP, MCLP, PCenter, PMedian
 
@@ -186,5 +186,5 @@ def sites_geojson(sites: pd.DataFrame) -> str:
 # %% ../../nbs/43_optimize.hubs.ipynb #c036
 def reach_ring(lat: float, lon: float, km: float, n: int = 48) -> tuple[np.ndarray, np.ndarray]:
     "Longitudes and latitudes of a circle of `km` around (`lat`, `lon`) (a small-circle approximation)."
-    t = np.linspace(0, 2*np.pi, n + 1); dlat = np.degrees(km/6371.0088)
+    t = np.linspace(0, 2*np.pi, n + 1); dlat = np.degrees(km/EARTH_RADIUS_KM)
     return lon + dlat*np.cos(t)/np.cos(np.radians(lat)), lat + dlat*np.sin(t)
