@@ -11,8 +11,9 @@ STAMP := $(VENV)/.urbanlab-installed
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-sysdeps:  ## install the system packages urbanlab needs (Java for Spark) if missing
+sysdeps:  ## install the system packages urbanlab needs (Java for Spark, Chromium for PNG export and browser tests) if missing
 	@command -v java >/dev/null || { echo "Installing Java 17 for Spark"; apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
+	@command -v chromium >/dev/null || { echo "Installing Chromium for PNG export and the browser tests"; apt-get update -qq && apt-get install -y -qq chromium; }
 
 $(STAMP): requirements.txt setup.py settings.ini
 	@echo "Building $(VENV) with the pinned stack (about 3 minutes the first time)"
