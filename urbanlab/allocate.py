@@ -17,7 +17,7 @@ from .core import UrbanlabError, atomic_path, suggest
 __all__ = ['TABLETS', 'POLICIES', 'check_needs', 'read_needs', 'check_supply', 'check_policy', 'LexResult', 'solve_lexicographic',
            'poorness', 'solve_maxcover', 'maxmin_share', 'solve_maxmin', 'solve_equity', 'priority_tiers', 'fill_tiers',
            'round_allocation', 'gini', 'AllocationSummary', 'Allocation', 'summarize', 'allocate', 'allocate_file',
-           'write_allocation', 'poverty_quintiles']
+           'write_allocation', 'poverty_quintiles', 'pool_small', 'nearest_hubs']
 
 # %% ../nbs/45_allocate.ipynb #c005
 TABLETS = 1_056_430    # tablets adjudicated by MINEDU in 2020 (Lenovo 496,745 + 55,000; AOC 502,685)
@@ -334,3 +334,32 @@ def poverty_quintiles(poverty, weights=None) -> np.ndarray:
     o = np.argsort(-p, kind="stable"); mid = np.cumsum(w[o]) - w[o]/2
     q = np.empty(len(p), dtype=int); q[o] = np.clip(np.floor(mid/w.sum()*5).astype(int) + 1, 1, 5)
     return q
+
+# %% ../nbs/45_allocate.ipynb #68574665
+def pool_small(d: pd.DataFrame,       # one row per district: `ubigeo` and the count column `size`
+               k: int,                # smallest unit allowed
+               size: str = "learners" # the column counted
+              ) -> pd.Series:
+    "Each row's allocation unit: its `ubigeo` from `k` up, else its department pool `DD0000`, else the national pool `000000`."
+    unit = d.ubigeo.where(d[size] >= k, d.ubigeo.str[:2] + "0000")
+    unit = unit.where(unit.map(d.groupby(unit)[size].sum()) >= k, "000000")
+    if 0 < d[size][unit == "000000"].sum() < k:    # even the national pool is small: it joins the largest pool
+        sizes = d.groupby(unit)[size].sum().drop("000000")
+        pools = sizes[sizes.index.str.endswith("0000")]
+        unit = unit.replace("000000", (pools if len(pools) else sizes).idxmax())
+    return unit
+
+# %% ../nbs/45_allocate.ipynb #871f3e58
+def nearest_hubs(districts: pd.DataFrame,  # `ubigeo` and capital `latitude`, `longitude`
+                 hubs: pd.DataFrame,       # distribution points: `name`, `latitude`, `longitude` (hubs or schools)
+                 cost_per_km: float = 0.0  # transport cost of one item per km
+                ) -> pd.DataFrame:
+    "Each district's nearest hub: `ubigeo`, `hub_id` (H01.. in `hubs` order), `hub`, `km_to_hub`, `cost_per_unit`."
+    from urbanlab.features.need import nearest_target
+    where, km = nearest_target(districts, hubs, "hubs")
+    if (where < 0).any():
+        raise UrbanlabError(f"districts: {(where < 0).sum()} rows have no capital coordinates, e.g. ubigeo "
+                            f"{districts.ubigeo.iloc[np.flatnonzero(where < 0)[0]]}; expected latitude and longitude for every district.")
+    ids = np.array([f"H{i + 1:02d}" for i in range(len(hubs))])
+    return pd.DataFrame(dict(ubigeo=districts.ubigeo.to_numpy(), hub_id=ids[where], hub=hubs.name.to_numpy()[where],
+                             km_to_hub=km, cost_per_unit=km*check_supply(cost_per_km, "cost_per_km")))

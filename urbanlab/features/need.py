@@ -9,7 +9,8 @@ from sklearn.neighbors import BallTree
 from ..core import EARTH_RADIUS_KM, UrbanlabError
 
 # %% auto #0
-__all__ = ['BASE_FEATURES', 'nearest_km', 'place_mix', 'km_to_province_capital', 'need_features', 'feature_columns']
+__all__ = ['BASE_FEATURES', 'nearest_target', 'nearest_km', 'place_mix', 'km_to_province_capital', 'need_features',
+           'feature_columns']
 
 # %% ../../nbs/21_features.need.ipynb #c005
 def _radians(points: pd.DataFrame, name: str) -> np.ndarray:
@@ -18,17 +19,23 @@ def _radians(points: pd.DataFrame, name: str) -> np.ndarray:
     if missing: raise UrbanlabError(f"{name}: no column {missing[0]!r}; expected latitude and longitude in degrees.")
     return np.radians(points[["latitude", "longitude"]].to_numpy(dtype=float))
 
-def nearest_km(points: pd.DataFrame,  # where to measure from: `latitude`, `longitude`
-               targets: pd.DataFrame, # what to measure to
-               name: str = "targets"  # what the targets are, for error messages
-              ) -> np.ndarray:
-    "Great-circle km from each point to its nearest target (NaN where a point has no coordinates)."
-    t = _radians(targets, name); t = t[~np.isnan(t).any(axis=1)]
-    if not len(t): raise UrbanlabError(f"{name}: no rows with coordinates to measure distances to.")
+def nearest_target(points: pd.DataFrame,  # where to measure from: `latitude`, `longitude`
+                   targets: pd.DataFrame, # what to measure to
+                   name: str = "targets"  # what the targets are, for error messages
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    "For each point, the position in `targets` of its nearest target (-1 without coordinates) and the great-circle km to it."
+    t = _radians(targets, name); has = np.flatnonzero(~np.isnan(t).any(axis=1))
+    if not len(has): raise UrbanlabError(f"{name}: no rows with coordinates to measure distances to.")
     p = _radians(points, "points"); ok = ~np.isnan(p).any(axis=1)
-    out = np.full(len(p), np.nan)
-    if ok.any(): out[ok] = BallTree(t, metric="haversine").query(p[ok], k=1)[0][:, 0]*EARTH_RADIUS_KM
-    return out
+    where, km = np.full(len(p), -1), np.full(len(p), np.nan)
+    if ok.any():
+        dist, idx = BallTree(t[has], metric="haversine").query(p[ok], k=1)
+        where[ok], km[ok] = has[idx[:, 0]], dist[:, 0]*EARTH_RADIUS_KM
+    return where, km
+
+def nearest_km(points: pd.DataFrame, targets: pd.DataFrame, name: str = "targets") -> np.ndarray:
+    "Great-circle km from each point to its nearest target (NaN where a point has no coordinates)."
+    return nearest_target(points, targets, name)[1]
 
 # %% ../../nbs/21_features.need.ipynb #c009
 BASE_FEATURES = ["log_density", "log_population", "under5_share", "altitude_m", "rural_share", "log_places",

@@ -79,7 +79,7 @@ def _stages() -> list[Stage]:
               outs={"out_dir": "data/processed/hubs"}, metrics={"metrics_path": "metrics/site_hubs.json"},
               plots={"curve_plot_path": Plot("plots/hubs/coverage_curve.csv", "hubs", "need_share")},
               resources=Resources("2", "4Gi")),
-        Stage("allocate_resources", deps={"interim_dir": "data/interim"}, outs={"out_dir": "data/processed/allocation"},
+        Stage("allocate_resources", deps={"interim_dir": "data/interim", "hubs_path": "data/processed/hubs/recommendations.csv"}, outs={"out_dir": "data/processed/allocation"},
               metrics={"metrics_path": "metrics/allocate_resources.json"}, resources=Resources("4", "16Gi")),
     ]
     report = Stage("report", deps={"stage_reports": [s.report for s in body]}, outs={"index_path": "reports/index.html"},
