@@ -50,3 +50,32 @@ def test_no_group_under_k_is_shown(run):
     nb = nbformat.read(run/"run.ipynb", as_version=4)
     shown = "\n".join(str(o) for c in nb.cells for o in c.get("outputs", []))
     assert "learner_id" not in shown and "school_id" not in shown      # no learner row is shown
+
+
+@pytest.fixture(scope="module")
+def hub_run(tmp_path_factory):
+    "The stage with three schools as distribution points and allocation units, and a transport budget that binds."
+    tmp = tmp_path_factory.mktemp("allocate_hubs")
+    (tmp/"schools.csv").write_text("name,latitude,longitude\nLima school,-12.0464,-77.0428\n"
+                                   "Arequipa school,-16.409,-71.5375\nIquitos school,-3.7491,-73.2538\n")
+    pm.execute_notebook(str(ROOT/"nbs"/"stages"/"allocate_resources.ipynb"), str(tmp/"run.ipynb"), kernel_name="urbanlab",
+                        progress_bar=False, cwd=str(ROOT),
+                        parameters=dict(learners=20_000, keras_sample=3_000, epochs=3, k=10, units="hub", cost_per_km=0.1,
+                                        transport_budget=4_000_000.0, facilities_path=str(tmp/"schools.csv"),
+                                        out_dir=str(tmp/"out"), metrics_path=str(tmp/"metrics.json")))
+    return tmp
+
+
+def test_schools_are_the_units_and_the_budget_holds(hub_run):
+    m = json.loads((hub_run/"metrics.json").read_text())
+    assert m["unit_kind"] == "hub" and m["units"] == 3
+    assert m["transport_budget"] == pytest.approx(4_000_000*20_000/8_000_000)          # scaled like the supply
+    units = pd.read_csv(hub_run/"out"/"allocation_needs.csv")
+    assert set(units.unit_id) == {"H01", "H02", "H03"} and units.districts.sum() == m["districts"]
+    # Lima's school is nearest to far more districts' learners than Iquitos's: Peru's coast and Andes against Loreto
+    size = units.set_index("unit_id").learners
+    assert size["H01"] > size["H03"]
+    for pol, figures in m["policies"].items():
+        assert figures["transport_cost"] <= m["transport_budget"] + 1e-6, pol
+    # the budget binds: with costs per item in the tens of soles, 2,641 items cannot all travel within 10,000 soles
+    assert min(f["allocated"] for f in m["policies"].values()) < m["supply"]
