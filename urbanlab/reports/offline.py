@@ -4,6 +4,8 @@
 
 # %% ../../nbs/51_reports.offline.ipynb #c002
 from __future__ import annotations
+import re
+from html import unescape
 from pathlib import Path
 import nbformat
 import plotly.io as pio
@@ -11,8 +13,8 @@ from plotly.io._base_renderers import MimetypeRenderer
 from ..core import write_text_atomic
 
 # %% auto #0
-__all__ = ['OFFLINE_RENDERER', 'OFFLINE_TEMPLATE', 'OfflineHtmlRenderer', 'use_offline_plotly', 'offline_choropleth',
-           'render_html']
+__all__ = ['OFFLINE_RENDERER', 'WIDGET_VIEW', 'WIDGET_STATE', 'OFFLINE_TEMPLATE', 'OfflineHtmlRenderer', 'use_offline_plotly',
+           'offline_choropleth', 'strip_widgets', 'render_html']
 
 # %% ../../nbs/51_reports.offline.ipynb #c005
 class OfflineHtmlRenderer(MimetypeRenderer):
@@ -66,10 +68,32 @@ def offline_choropleth(gdf, column: str, title: str = "", hover: str | None = No
     fig.update_xaxes(visible=False).update_yaxes(visible=False, scaleanchor="x", scaleratio=1 / np.cos(mid))
     return fig.update_layout(title=title, plot_bgcolor="white", margin=dict(l=0, r=0, t=40, b=0))
 
+# %% ../../nbs/51_reports.offline.ipynb #726e5f37
+WIDGET_VIEW, WIDGET_STATE = "application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"
+
+def _widget_text(models: dict, model_id: str) -> str:
+    "What the saved widget `model_id` shows, as text: description and value (a progress bar drawn), then its children's."
+    m = models.get(model_id, {}); s = m.get("state", {})
+    if m.get("model_name", "").endswith("ProgressModel"):
+        n = round(10 * (s.get("value", 0) - s.get("min", 0)) / ((s.get("max", 1) - s.get("min", 0)) or 1))
+        value = "|" + "█" * n + " " * (10 - n) + "|"
+    else: value = unescape(re.sub(r"<[^>]*>", "", str(s.get("value", ""))))
+    kids = "".join(_widget_text(models, str(c).removeprefix("IPY_MODEL_")) for c in s.get("children", []))
+    return " ".join(t for t in (s.get("description", ""), value) if t) + kids
+
+def strip_widgets(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    "`nb` with each widget view replaced by its saved state as text and no widget state (nothing for a CDN to redraw)."
+    models = nb.metadata.pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    for o in (o for c in nb.cells for o in c.get("outputs", [])):
+        view = o.get("data", {}).pop(WIDGET_VIEW, None)
+        if view and view.get("model_id") in models: o.data["text/plain"] = _widget_text(models, view["model_id"])
+    return nb
+
 # %% ../../nbs/51_reports.offline.ipynb #c012
 OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
-{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}"""
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}"""
 
 def render_html(ipynb: str | Path, html: str | Path) -> Path:
     "Render the notebook `ipynb` to a self-contained HTML file `html`."
@@ -77,5 +101,5 @@ def render_html(ipynb: str | Path, html: str | Path) -> Path:
     from nbconvert import HTMLExporter
     exporter = HTMLExporter(template_name="lab", template_file="urbanlab_offline.html.j2",
                             extra_loaders=[DictLoader({"urbanlab_offline.html.j2": OFFLINE_TEMPLATE})])
-    body, _ = exporter.from_notebook_node(nbformat.read(ipynb, as_version=4))
+    body, _ = exporter.from_notebook_node(strip_widgets(nbformat.read(ipynb, as_version=4)))
     return write_text_atomic(html, body)
