@@ -44,7 +44,10 @@ def run_stage(learners: int, scratch: Path) -> dict:
     threading.Thread(target=sample, daemon=True).start()
     err = proc.communicate()[1]; done.set()
     wall = time.perf_counter() - t0
-    if proc.returncode: raise SystemExit(f"The stage failed at {learners:,} learners:\n{err[-3000:]}")
+    if proc.returncode:
+        kept = Path(tempfile.mkdtemp(prefix="urbanlab-bench-failed-"))/"run.ipynb"
+        if (scratch/"run.ipynb").exists(): shutil.copy(scratch/"run.ipynb", kept)
+        raise SystemExit(f"The stage failed at {learners:,} learners (executed notebook kept at {kept}):\n{err[-3000:]}")
     return dict(learners=learners, wall=wall, peak_gb=peak[0]/2**30, metrics=json.loads((scratch/"metrics.json").read_text()))
 
 
