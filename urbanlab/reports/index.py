@@ -4,21 +4,25 @@
 
 # %% ../../nbs/50_reports.index.ipynb #c002
 from __future__ import annotations
-import html, os, subprocess
+import html, json, os, subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 import nbformat
 from ..core import write_text_atomic
 
 # %% auto #0
-__all__ = ['SKIP_DIRS', 'report_info', 'git_commit', 'render_index', 'running_info', 'write_index', 'rendered_reports',
-           'write_reports_index']
+__all__ = ['SKIP_DIRS', 'notebook_metadata', 'report_info', 'git_commit', 'render_index', 'running_info', 'write_index',
+           'rendered_reports', 'write_reports_index']
 
 # %% ../../nbs/50_reports.index.ipynb #c005
+def notebook_metadata(ipynb: str | Path) -> dict:
+    "The notebook-level metadata of `ipynb` (plain JSON: a report of many MB is not validated cell by cell)."
+    return json.loads(Path(ipynb).read_text(encoding="utf-8")).get("metadata", {})
+
 def report_info(ipynb: str | Path, hidden: set | frozenset = frozenset()) -> dict:
     "Name, parameters (less `hidden`), start time, duration and status of an executed stage notebook."
     ipynb = Path(ipynb)
-    meta = nbformat.read(ipynb, as_version=4).metadata
+    meta = notebook_metadata(ipynb)
     pm, prov = meta.get("papermill", {}), meta.get("urbanlab", {}).get("provenance")
     params = prov["parameters"] if prov else {k: v for k, v in (pm.get("parameters") or {}).items() if k not in hidden}
     return dict(stage=ipynb.stem, html=ipynb.with_suffix(".html").name, parameters=params,
@@ -87,7 +91,7 @@ def rendered_reports(reports_dir: str | Path) -> dict[str, list[dict]]:
     return {n: i for n, i in found.items() if i}
 
 def _started(p: Path) -> str:
-    return nbformat.read(p, as_version=4).metadata.get("papermill", {}).get("start_time") or ""
+    return notebook_metadata(p).get("papermill", {}).get("start_time") or ""
 
 def write_reports_index(out_path: str | Path, reports_dir: str | Path, stage_reports: list | None = None, hidden: dict | None = None,
                         running: dict | None = None, title: str = "urbanlab reports", root: str | Path = ".") -> Path:

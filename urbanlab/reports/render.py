@@ -248,6 +248,10 @@ class Rendered:
     error: str | None
     seconds: float
 
+def _quiet() -> None:
+    "Send a worker's stderr (each kernel's start-up warnings) to /dev/null; errors come back as results."
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
 def _render_one(name: str, params: dict, root: str, show_code: bool, png: bool) -> Rendered:
     t0 = time.perf_counter()
     try: return Rendered(params, render_report(name, params, root, show_code, png), None, time.perf_counter() - t0)
@@ -261,7 +265,7 @@ def render_many(name: str, param_sets: list[dict], root: str | Path | None = Non
     root = str(Path(root or project_root())); report_notebook(name, root)
     if workers < 1: raise UrbanlabError(f"workers must be at least 1, got {workers}.")
     ctx = multiprocessing.get_context("spawn")   # a fresh interpreter per worker: no state shared with the caller
-    with ProcessPoolExecutor(max_workers=min(workers, len(param_sets) or 1), mp_context=ctx) as pool, \
+    with ProcessPoolExecutor(max_workers=min(workers, len(param_sets) or 1), mp_context=ctx, initializer=_quiet) as pool, \
          tqdm(total=len(param_sets), desc=f"report {name}", unit="report", disable=not progress) as bar:
         futures = {pool.submit(_render_one, name, p, root, show_code, png): i for i, p in enumerate(param_sets)}
         results = [None]*len(param_sets)
