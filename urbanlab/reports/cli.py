@@ -53,5 +53,6 @@ def report_command(name: Optional[str] = typer.Argument(None, help="The report t
         failed = [r for r in results if r.error]
         typer.echo(f"{len(results) - len(failed)} of {len(results)} reports in {Path(project_root(), 'reports', name)} ({time.perf_counter() - t0:.1f} s)")
         for r in failed: typer.secho(f"failed: {each}={r.params[each]}: {r.error}", err=True, fg="red")
-    typer.echo(f"Index: {refresh_index()}")
+    from urbanlab.pipeline.stages import STAGES
+    typer.echo(f"Index: {refresh_index(hidden={n: set(s.reserved()) for n, s in STAGES.items()})}")
     if failed: raise UrbanlabError(f"{len(failed)} of {len(results)} reports failed: " + ", ".join(str(r.params[each]) for r in failed) + ".")

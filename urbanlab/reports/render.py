@@ -275,7 +275,7 @@ def render_many(name: str, param_sets: list[dict], root: str | Path | None = Non
     return results
 
 # %% ../../nbs/52_reports.render.ipynb #c037
-def refresh_index(root: str | Path | None = None) -> Path:
-    "Rewrite `reports/index.html` (stage reports and every rendered report)."
+def refresh_index(root: str | Path | None = None, hidden: dict | None = None) -> Path:
+    "Rewrite `reports/index.html` (stage reports and every rendered report); `hidden`: stage -> parameters not to show."
     root = Path(root or project_root())
-    return write_reports_index(root/"reports"/"index.html", root/"reports", root=root)
+    return write_reports_index(root/"reports"/"index.html", root/"reports", hidden=hidden, root=root)
