@@ -56,7 +56,7 @@ def test_failed_render_keeps_the_good_report(tiny):
     assert html == tiny/"reports"/"tiny"/"tiny-value-3.html"
     page = html.read_text()
     assert "Provenance." in page and "value = 3" in page and hashlib.md5(b"ok").hexdigest() in page
-    assert "read_text()" not in page                       # code hidden
+    assert "read_text" not in page and "hl-ipython3" not in page   # code hidden (no source, no highlighted cell)
     assert (tiny/"reports"/"tiny"/"value-3"/"figures"/"01.png").read_bytes()[:4] == b"\x89PNG"
     before = {p: p.read_bytes() for p in (tiny/"reports").rglob("*") if p.is_file()}
     (tiny/"data"/"marker.txt").write_text("bad")
@@ -95,7 +95,7 @@ def test_each_department_renders_25_reports(project):
         assert "Provenance." in page and f"from commit <code>{commit}" in page, p
         for path in ["data/interim", "data/processed/need", "data/processed/hubs", "data/processed/growth"]:
             assert locked[path] in page, (p, path)      # the DVC md5 dvc.lock records for each input
-        assert "require_outputs(" not in page            # code hidden
+        assert "require_outputs" not in page and "hl-ipython3" not in page   # code hidden
         assert not re.findall(r"<(?:script|link)[^>]+(?:src|href)=\"https?:", page)   # nothing from the network
         assert page.count("Plotly.newPlot") >= 3
     cusco = (project/"reports"/"department"/"department-department-cusco.html").read_text()
@@ -110,6 +110,6 @@ def test_each_department_renders_25_reports(project):
 def test_one_report_with_png_and_code(project):
     res = sh(["urbanlab", "report", "department", "-p", "department=callao", "-p", "n_hubs=2", "--png", "--show-code"], project)
     page = (project/"reports"/"department"/"department-department-callao_n-hubs-2.html").read_text()
-    assert "require_outputs(" in page and "n_hubs = 2" in page, res.stdout
+    assert "require_outputs" in page and "hl-ipython3" in page and "n_hubs = 2" in page, res.stdout   # code shown
     figures = sorted((project/"reports"/"department"/"department-callao_n-hubs-2"/"figures").glob("*.png"))
     assert len(figures) >= 3 and all(f.read_bytes()[:4] == b"\x89PNG" for f in figures)
