@@ -136,6 +136,10 @@ def kfp_params():
     for i in pipeline_inputs().values():
         typer.echo(f"{i.name.replace('__', '.', 1)}: {i.param.type} = {i.default!r}    # {i.param.help}")
 
+# %% ../nbs/90_cli.ipynb #c015r
+from .reports.cli import report_command, report_help
+app.command("report", help=report_help(), no_args_is_help=False)(report_command)
+
 # %% ../nbs/90_cli.ipynb #c017
 def main(args: list[str] | None = None) -> int:
     "Entry point of the `urbanlab` command."

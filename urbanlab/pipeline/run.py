@@ -12,6 +12,7 @@ from ..core import UrbanlabError, project_root, replace_dir
 from .params import check_params, notebook_params
 from .stages import Stage, get_stage
 from ..reports.offline import render_html
+from ..reports.render import add_provenance, provenance
 
 # %% auto #0
 __all__ = ['StageFailed', 'read_params', 'stage_values', 'StageRun', 'run_stage', 'run_pipeline']
@@ -85,6 +86,8 @@ def run_stage(name: str, overrides: dict | None = None, root: str | Path | None 
         failure = _failure(stage, executed, root, e)
         shutil.rmtree(staging, ignore_errors=True)
         raise failure from None
+    inputs = {f"{k}[{i}]" if isinstance(v, list) else k: root/p for k, v in stage.deps.items() for i, p in enumerate(v if isinstance(v, list) else [v])}
+    add_provenance(executed, provenance(f"Stage `{name}`", params, inputs, root))
     render_html(executed, staging/stage.report_html)
     moved = [replace_dir(staging/rel, root/rel) for rel in [*stage.written().values(), stage.report, stage.report_html]]
     (root/"reports"/"failed"/f"{stage.name}.ipynb").unlink(missing_ok=True)

@@ -19,11 +19,11 @@ __all__ = ['OFFLINE_RENDERER', 'WIDGET_VIEW', 'WIDGET_STATE', 'OFFLINE_TEMPLATE'
 # %% ../../nbs/51_reports.offline.ipynb #c005
 class OfflineHtmlRenderer(MimetypeRenderer):
     "Figures as HTML; plotly.js embedded once, in the first figure shown; no MathJax, no CDN."
-    def __init__(self): self.plotlyjs_sent = False
+    def __init__(self): self.state = {"plotlyjs_sent": False}   # a dict: plotly shows each figure with a shallow copy of the renderer
     def to_mimebundle(self, fig_dict):
-        html = pio.to_html(fig_dict, include_plotlyjs=not self.plotlyjs_sent, include_mathjax=False,
+        html = pio.to_html(fig_dict, include_plotlyjs=not self.state["plotlyjs_sent"], include_mathjax=False,
                            full_html=False, default_width="100%", default_height=525)
-        self.plotlyjs_sent = True
+        self.state["plotlyjs_sent"] = True
         return {"text/html": html}
 
 OFFLINE_RENDERER = "plotly_mimetype+urbanlab_offline"
@@ -95,11 +95,12 @@ OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}"""
 
-def render_html(ipynb: str | Path, html: str | Path) -> Path:
-    "Render the notebook `ipynb` to a self-contained HTML file `html`."
+def render_html(ipynb: str | Path, html: str | Path, show_code: bool = False) -> Path:
+    "Render the notebook `ipynb` to a self-contained HTML file `html`; code cells' source only with `show_code`."
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
     exporter = HTMLExporter(template_name="lab", template_file="urbanlab_offline.html.j2",
-                            extra_loaders=[DictLoader({"urbanlab_offline.html.j2": OFFLINE_TEMPLATE})])
+                            extra_loaders=[DictLoader({"urbanlab_offline.html.j2": OFFLINE_TEMPLATE})],
+                            exclude_input=not show_code, exclude_input_prompt=not show_code, exclude_output_prompt=not show_code)
     body, _ = exporter.from_notebook_node(strip_widgets(nbformat.read(ipynb, as_version=4)))
     return write_text_atomic(html, body)
