@@ -136,6 +136,12 @@ def kfp_params():
     for i in pipeline_inputs().values():
         typer.echo(f"{i.name.replace('__', '.', 1)}: {i.param.type} = {i.default!r}    # {i.param.help}")
 
+# %% ../nbs/90_cli.ipynb #c015a
+# `urbanlab app` (the explorers as a Voila web app) and `urbanlab lab` (JupyterLab): defined in urbanlab.reports.app.
+from .reports import app as _explorer_app
+app.command("app")(_explorer_app.app)
+app.command("lab")(_explorer_app.lab)
+
 # %% ../nbs/90_cli.ipynb #c017
 def main(args: list[str] | None = None) -> int:
     "Entry point of the `urbanlab` command."
