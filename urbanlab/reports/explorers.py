@@ -273,9 +273,10 @@ def fan_traces(name: str, history: pd.DataFrame, forecast: pd.DataFrame, un: pd.
                color: str = "#1f77b4") -> list:
     "Fan chart traces of one unit, in millions: 80% band (`q10`..`q90`), history, median `q50`, UN projection."
     f, rgb = forecast.sort_values("year"), tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))
-    out = [go.Scatter(x=[*f.year, *f.year[::-1]], y=[*(f.q90/1e6), *(f.q10[::-1]/1e6)], fill="toself", line=dict(width=0),
+    out = [go.Scatter(x=[*f.year, *f.year[::-1]], y=[*(f.q90/1e6), *(f.q10[::-1]/1e6)], fill="toself", mode="lines", line=dict(width=0),
                       fillcolor=f"rgba{(*rgb, 0.2)}", name=f"{name}: 80% interval", hoverinfo="skip"),
-           go.Scatter(x=history.year, y=history.population/1e6, mode="lines+markers", name=f"{name}: history", line=dict(color="black", width=1)),
+           go.Scatter(x=history.year, y=history.population/1e6, mode="lines+markers", name=f"{name}: history",
+                      line=dict(color=color, width=1), marker=dict(size=4)),
            go.Scatter(x=f.year, y=f.q50/1e6, mode="lines+markers", name=f"{name}: urbanlab median", line=dict(color=color))]
     if un is not None and len(un):
         out.append(go.Scatter(x=un.year, y=un.population/1e6, mode="lines", name=f"{name}: UN projection", line=dict(dash="dash", color="gray")))
