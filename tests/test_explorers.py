@@ -143,7 +143,7 @@ def hub_state(page) -> dict: return page.evaluate(HUB_STATE)
 
 def wait_for_change(page, before: dict, timeout_ms: int = 120_000) -> dict:
     page.wait_for_function(f"""(b) => {{ const s = ({HUB_STATE})(); return s && s.title !== b.title && s.table !== b.table; }}""",
-                           arg=before, timeout=timeout_ms)
+                           arg=before, timeout=timeout_ms, polling=500)
     return hub_state(page)
 
 
@@ -155,7 +155,7 @@ def test_app_in_voila(outputs, tmp_path):
             outside = []
             page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((f"http://127.0.0.1:{port}", "blob:", "data:")) else None)
             page.goto(f"http://127.0.0.1:{port}/", timeout=300_000)
-            page.wait_for_function(f"() => {{ const s = ({HUB_STATE})(); return s && s.hubs && s.table; }}", timeout=300_000)
+            page.wait_for_function(f"() => {{ const s = ({HUB_STATE})(); return s && s.hubs && s.table; }}", timeout=300_000, polling=500)
             first = hub_state(page)
             assert len(first["hubs"]) == 5 and "hubs" in first["title"], first
             assert all(n > 0 for n in plotly_figures(page)), "an empty figure"
@@ -170,11 +170,11 @@ def test_app_in_voila(outputs, tmp_path):
             assert eight["title"].startswith("8 hubs") and len(eight["hubs"]) == 8
 
             page.locator(".lm-TabBar-tab", has_text="Supply (SYNTHETIC)").click()   # the allocation tab is SYNTHETIC and says so
-            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=60_000)
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=60_000, polling=500)
             assert page.get_by_text("SYNTHETIC data.").is_visible()
-            title = "() => document.querySelectorAll('.js-plotly-plot')[1].layout.title.text"
             page.locator("select").nth(2).select_option("maxmin")                    # the policy dropdown
-            page.wait_for_function(f"() => ({title})().includes('by maxmin')", timeout=120_000)
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')[1].layout.title.text.includes('by maxmin')",
+                                   timeout=120_000, polling=500)   # a timer: polling on animation frames never saw this change
             assert "maxmin" in page.locator(".urbanlab-table b").last.inner_text()    # the chosen policy is marked in the table
             (outputs/"docs"/"screenshots").mkdir(parents=True, exist_ok=True)
             page.locator(".lm-TabBar-tab", has_text="Hub sites").click(); page.wait_for_timeout(500)
