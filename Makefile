@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.urbanlab-installed
 
-.PHONY: help env sysdeps run test test-fast lab prepare benchmark clean-env
+.PHONY: help env sysdeps run test test-fast lab app prepare benchmark clean-env
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -35,6 +35,9 @@ test: env  ## every test: notebooks (nbdev_test) then pytest tests/
 
 lab: env  ## JupyterLab on this project with the urbanlab kernel, at http://127.0.0.1:8888
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+app: env  ## the hub-siting and allocation explorers as a web app (Voila), at http://127.0.0.1:8866 (run `make run` first)
+	$(BIN)/urbanlab app
 
 prepare: env  ## before a commit: export nbs/ to urbanlab/, clean notebooks, regenerate dvc.yaml and the Kubeflow pipeline
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/urbanlab dvc-yaml && $(BIN)/urbanlab kfp compile

@@ -140,6 +140,12 @@ def kfp_params():
 from .reports.cli import report_command, report_help
 app.command("report", help=report_help(), no_args_is_help=False)(report_command)
 
+# %% ../nbs/90_cli.ipynb #c015a
+# `urbanlab app` (the explorers as a Voila web app) and `urbanlab lab` (JupyterLab): defined in urbanlab.reports.app.
+from .reports import app as _explorer_app
+app.command("app")(_explorer_app.app)
+app.command("lab")(_explorer_app.lab)
+
 # %% ../nbs/90_cli.ipynb #c017
 def main(args: list[str] | None = None) -> int:
     "Entry point of the `urbanlab` command."
