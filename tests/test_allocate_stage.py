@@ -79,3 +79,12 @@ def test_schools_are_the_units_and_the_budget_holds(hub_run):
         assert figures["transport_cost"] <= m["transport_budget"] + 1e-6, pol
     # the budget binds: with costs per item in the tens of soles, 2,641 items cannot all travel within 10,000 soles
     assert min(f["allocated"] for f in m["policies"].values()) < m["supply"]
+
+
+def test_every_district_has_one_unit(run, hub_run):
+    for r in (run, hub_run):
+        units = pd.read_csv(r/"out"/"district_units.csv", dtype=str)
+        alloc = pd.read_csv(r/"out"/"allocation_needs.csv", dtype={"unit_id": str})
+        assert units.ubigeo.is_unique and len(units) == json.loads((r/"metrics.json").read_text())["districts"]
+        assert set(units.unit_id) == set(alloc.unit_id)
+        assert (units.groupby("unit_id").size() == alloc.set_index("unit_id").districts).all()

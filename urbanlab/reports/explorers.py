@@ -216,13 +216,14 @@ SYNTHETIC_BANNER = ("<div style='background:#fff3cd;border:1px solid #e0c36a;pad
 class AllocationExplorer:
     "Allocation explorer (SYNTHETIC learners): `controls` supply, policy -> `figure` (coverage map) and `table` (equity figures)."
     def __init__(self, units: pd.DataFrame,     # allocation units: `unit_id`, `need`, `poverty_pct`, `rural`, `quintile`
-                 districts: pd.DataFrame,       # `ubigeo`, `district`, `department` of every district to map
+                 districts: pd.DataFrame,       # `ubigeo`, `district`, `department` of every district to map (and its `unit_id`, if known)
                  polygons: pd.DataFrame,        # `ubigeo`, `geometry`
                  supply: int | None = None,     # starting supply (default: half the need)
                  policy: str = "rule"):
         self.units = read_needs_frame(units)
         total = int(self.units.need.sum())
-        self.mapped = polygons.merge(districts.assign(unit_id=district_units(districts.ubigeo, self.units.unit_id)), on="ubigeo")
+        if "unit_id" not in districts: districts = districts.assign(unit_id=district_units(districts.ubigeo, self.units.unit_id))
+        self.mapped = polygons.merge(districts, on="ubigeo")
         c = self.controls = dict(
             supply=widgets.IntSlider(value=min(total, supply if supply is not None else total//2), min=0, max=total, step=max(1, total//200),
                                      description="Supply", continuous_update=False, style={"description_width": "initial"}),
@@ -259,6 +260,8 @@ class AllocationExplorer:
         p = project_path("processed", "allocation", root=root)
         files = require_outputs(p/"allocation_needs.csv", p/"district_needs.csv", project_path("interim", "district_polygons.parquet", root=root))
         names = pd.read_csv(files[1], dtype={"ubigeo": str})[["ubigeo", "district", "department"]]
+        if (p/"district_units.csv").exists():   # the stage's own unit of each district (pools, hubs or schools)
+            names = names.merge(pd.read_csv(p/"district_units.csv", dtype=str), on="ubigeo", how="left")
         metrics = project_path("metrics", "allocate_resources.json", root=root)
         supply = json.loads(metrics.read_text())["supply"] if metrics.exists() else None
         return cls(read_needs(files[0]), names, gpd_read(files[2]), **(dict(supply=supply) | kwargs))
