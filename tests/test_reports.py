@@ -38,8 +38,8 @@ def test_errors_are_clear_before_anything_runs(tiny, capsys):
     cases = [(["report", "departmnt"], "Unknown report 'departmnt'. Did you mean 'department'?"),
              (["report", "tiny", "-p", "valu=3"], "unknown parameter 'valu'. Did you mean 'value'?"),
              (["report", "tiny", "-p", "value=11"], "parameter 'value' must be in [0..10], got 11"),
-             (["report", "department", "-p", "department=CUSCO"], "Run `urbanlab run` first"),
-             (["report", "department", "--each", "department"], "Run `urbanlab run` first"),
+             (["report", "department", "-p", "department=CUSCO"], "Run the pipeline first: `urbanlab run`"),
+             (["report", "department", "--each", "department"], "Run the pipeline first: `urbanlab run`"),
              (["report", "department", "--each", "provinc"], "--each 'provinc' is not supported")]
     for args, expected in cases:
         assert main(args) == 1, args

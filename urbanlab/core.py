@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['EARTH_RADIUS_KM', 'LAYOUT', 'UrbanlabError', 'suggest', 'project_root', 'project_path', 'atomic_path',
-           'write_text_atomic', 'replace_dir']
+__all__ = ['EARTH_RADIUS_KM', 'LAYOUT', 'UrbanlabError', 'suggest', 'project_root', 'project_path', 'require_outputs',
+           'atomic_path', 'write_text_atomic', 'replace_dir']
 
 # %% ../nbs/00_core.ipynb #c005
 class UrbanlabError(Exception):
@@ -46,6 +46,13 @@ def project_path(kind: str, *parts: str, root: str | Path | None = None) -> Path
     "Path of `parts` inside the project folder `kind` (one of `LAYOUT`)."
     if kind not in LAYOUT: raise UrbanlabError(f"Unknown project folder {kind!r}; expected one of {sorted(LAYOUT)}.")
     return Path(root or project_root())/LAYOUT[kind]/Path(*parts)
+
+def require_outputs(paths, what: str = "This step") -> list[Path]:
+    "`paths` as a list if every one exists, else an `UrbanlabError` naming the missing ones and telling the user to run the pipeline."
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing: raise UrbanlabError(f"{what} needs pipeline outputs that are missing: {', '.join(missing)}. "
+                                    "Run the pipeline first: `urbanlab run` (or `make run`), then try again.")
+    return [Path(p) for p in paths]
 
 # %% ../nbs/00_core.ipynb #c013
 _UMASK = os.umask(0o022); os.umask(_UMASK)   # read the process umask (os.umask can only set it)

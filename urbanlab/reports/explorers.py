@@ -11,6 +11,7 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 from IPython.display import display
 from ..core import UrbanlabError, project_path
+from ..core import require_outputs as core_require_outputs
 from ..allocate import POLICIES, allocate, read_needs
 from ..models.projection import national_rate, project_districts
 from ..optimize.hubs import explain_plan, hub_demand, reach_ring, select_region, site_hubs
@@ -24,11 +25,8 @@ __all__ = ['TABLE_CSS', 'HUB_COLUMNS', 'COVERAGE_EDGES', 'COVERAGE_LABELS', 'EQU
 
 # %% ../../nbs/53_reports.explorers.ipynb #c005
 def require_outputs(*paths: Path) -> list[Path]:
-    "`paths` if every one exists, else an `UrbanlabError` naming the missing ones and `urbanlab run`."
-    missing = [str(p) for p in paths if not Path(p).exists()]
-    if missing: raise UrbanlabError(f"The explorers read the pipeline's outputs, and these are missing: {', '.join(missing)}. "
-                                    "Run the pipeline first: `urbanlab run` (or `make run`).")
-    return list(paths)
+    "`paths` if every one exists, else an `UrbanlabError` naming the missing ones and `urbanlab run` (one message: `urbanlab.core.require_outputs`)."
+    return core_require_outputs(paths, "The explorers")
 
 # %% ../../nbs/53_reports.explorers.ipynb #c008
 def _plain(obj) -> dict:

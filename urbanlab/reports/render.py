@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 import nbformat, yaml
 from ..core import UrbanlabError, project_root, replace_dir, suggest
+from ..core import require_outputs as core_require_outputs
 from ..pipeline.params import Param, check_params, notebook_params
 from .index import git_commit, write_reports_index
 from .offline import render_html
@@ -50,9 +51,7 @@ def resolve_inputs(values: dict, declared: dict[str, Param], root: Path) -> dict
 def require_outputs(inputs: dict[str, Path], declared: dict[str, Param] | None = None, what: str = "This report") -> None:
     "Raise, telling the user to run the pipeline, unless every input that is not `(optional)` exists."
     optional = {n for n, p in (declared or {}).items() if "(optional)" in p.help}
-    missing = [str(p) for n, p in inputs.items() if n not in optional and not Path(p).exists()]
-    if missing: raise UrbanlabError(f"{what} needs pipeline outputs that are missing: {', '.join(missing)}. "
-                                    "Run `urbanlab run` first (it writes every pipeline output), then try again.")
+    core_require_outputs([p for n, p in inputs.items() if n not in optional], what)
 
 # %% ../../nbs/52_reports.render.ipynb #c011
 def list_departments(root: str | Path | None = None) -> list[str]:
