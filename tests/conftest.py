@@ -1,4 +1,5 @@
 """Shared fixtures: a throwaway copy of the project, so end-to-end runs never touch the real outputs."""
+
 import os, shutil, subprocess, sys
 from pathlib import Path
 import pytest
@@ -9,15 +10,22 @@ BIN = Path(sys.executable).parent
 
 def project_files(root: Path = ROOT) -> list[str]:
     "Files git would carry to a fresh clone (tracked, plus untracked files that are not ignored)."
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True, text=True, check=True)
-    return [f for f in out.stdout.splitlines() if (root/f).is_file()]
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True, text=True, check=True
+    )
+    return [f for f in out.stdout.splitlines() if (root / f).is_file()]
 
 
 def env() -> dict:
     "The environment for commands in a copy: this venv first on PATH, a throwaway git identity."
-    e = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-             GIT_AUTHOR_NAME="urbanlab-tests", GIT_AUTHOR_EMAIL="tests@urbanlab", GIT_COMMITTER_NAME="urbanlab-tests",
-             GIT_COMMITTER_EMAIL="tests@urbanlab")
+    e = dict(
+        os.environ,
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        GIT_AUTHOR_NAME="urbanlab-tests",
+        GIT_AUTHOR_EMAIL="tests@urbanlab",
+        GIT_COMMITTER_NAME="urbanlab-tests",
+        GIT_COMMITTER_EMAIL="tests@urbanlab",
+    )
     e.pop("URBANLAB_ROOT", None)
     return e
 
@@ -25,15 +33,16 @@ def env() -> dict:
 def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     "Run `cmd` in `cwd`, capturing text output."
     res = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True)
-    if check and res.returncode: raise AssertionError(f"{cmd} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    if check and res.returncode:
+        raise AssertionError(f"{cmd} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
     return res
 
 
 def copy_project(dest: Path, root: Path = ROOT) -> Path:
     "Copy the project into `dest` and make it a git repository with one commit (DVC experiments need git)."
     for f in project_files(root):
-        (dest/f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(root/f, dest/f)
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / f, dest / f)
     sh(["git", "init", "-q", "-b", "main"], dest)
     sh(["git", "add", "-A"], dest)
     sh(["git", "commit", "-qm", "copy for tests"], dest)

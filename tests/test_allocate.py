@@ -1,4 +1,5 @@
 """`urbanlab allocate`: known answers on a small table by hand, each policy; every bad input refused in one line."""
+
 import json, os, subprocess, sys
 import pandas as pd
 import pytest
@@ -12,22 +13,30 @@ NEEDS = "unit_id,need,poverty_pct,rural,quintile,cost_per_unit\na,100,50,1,2,1\n
 
 def urbanlab(*args):
     "The real command in a fresh process (slow: a second or more of imports)."
-    env = dict(os.environ, PYTHONPATH=str(ROOT)); env.pop("URBANLAB_ROOT", None)
-    return subprocess.run([sys.executable, "-m", "urbanlab.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("URBANLAB_ROOT", None)
+    return subprocess.run(
+        [sys.executable, "-m", "urbanlab.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
 
 
 @pytest.fixture
 def cli(capsys):
     "Run `urbanlab ARGS` in this process through its entry point: (exit code, stdout, stderr)."
+
     def run(*args):
-        rc = main(list(args)); out = capsys.readouterr()
+        rc = main(list(args))
+        out = capsys.readouterr()
         return subprocess.CompletedProcess(args, rc, out.out, out.err)
+
     return run
 
 
 @pytest.fixture
 def needs(tmp_path):
-    f = tmp_path/"needs.csv"; f.write_text(NEEDS); return f
+    f = tmp_path / "needs.csv"
+    f.write_text(NEEDS)
+    return f
 
 
 @pytest.fixture
@@ -36,37 +45,65 @@ def run_json(cli):
         res = cli("allocate", *args, "--json")
         assert res.returncode == 0, res.stderr
         return json.loads(res.stdout)
+
     return run
 
 
 # ---- known answers (300 items for 600 of need)
 
-@pytest.mark.parametrize("policy, alloc", [
-    ("maxcover", [0, 0, 300]),     # 300 covered whatever happens; the tie-break favours the poorest (c, 80%)
-    ("maxmin", [50, 100, 150]),    # everyone half
-    ("equity", [0, 0, 300]),       # poverty-weighted: c (0.8) before a (0.5) before b (0.2)
-    ("rule", [75, 0, 225]),        # tier 1 = a and c (quintile 1-2, rural): 300 for 400 of need, 75% each
-])
+
+@pytest.mark.parametrize(
+    "policy, alloc",
+    [
+        ("maxcover", [0, 0, 300]),  # 300 covered whatever happens; the tie-break favours the poorest (c, 80%)
+        ("maxmin", [50, 100, 150]),  # everyone half
+        ("equity", [0, 0, 300]),  # poverty-weighted: c (0.8) before a (0.5) before b (0.2)
+        ("rule", [75, 0, 225]),  # tier 1 = a and c (quintile 1-2, rural): 300 for 400 of need, 75% each
+    ],
+)
 def test_each_policy_by_hand(run_json, needs, tmp_path, policy, alloc):
-    out = tmp_path/"out"/f"{policy}.csv"
+    out = tmp_path / "out" / f"{policy}.csv"
     s = run_json("--needs", str(needs), "--supply", "300", "--policy", policy, "--out", str(out))
-    assert (s["policy"], s["status"], s["units"], s["allocated"], s["unused"], s["need"], s["need_covered"]) == \
-           (policy, "optimal", 3, 300, 0, 600, 0.5)
+    assert (s["policy"], s["status"], s["units"], s["allocated"], s["unused"], s["need"], s["need_covered"]) == (
+        policy,
+        "optimal",
+        3,
+        300,
+        0,
+        600,
+        0.5,
+    )
     table = pd.read_csv(out, dtype={"unit_id": str})
     assert list(table.unit_id) == ["a", "b", "c"] and list(table.allocation) == alloc
     assert s["poorest_unmet"] == 300 - alloc[2] and s["units_served"] == sum(x > 0 for x in alloc)
-    assert s["cost"] == alloc[0] + alloc[1] + 3*alloc[2]
-    assert not list(out.parent.glob(".*tmp*"))                 # the atomic write leaves no temporary file
+    assert s["cost"] == alloc[0] + alloc[1] + 3 * alloc[2]
+    assert not list(out.parent.glob(".*tmp*"))  # the atomic write leaves no temporary file
 
 
 def test_summary_figures(run_json, needs):
     s = run_json("--needs", str(needs), "--supply", "300", "--policy", "maxmin")
     assert (s["min_coverage"], s["mean_coverage"], s["gini_coverage"], s["poorest_unmet_share"]) == (0.5, 0.5, 0, 0.5)
     s = run_json("--needs", str(needs), "--supply", "300", "--policy", "maxcover")
-    assert (s["min_coverage"], s["mean_coverage"], s["gini_coverage"]) == (0, 0.333333, 0.666667)   # coverage 0, 0, 1
-    assert set(s) == {"policy", "status", "units", "units_served", "supply", "allocated", "unused", "need", "need_covered",
-                      "min_coverage", "mean_coverage", "gini_coverage", "poorest_unmet", "poorest_unmet_share", "cost",
-                      "budget", "seconds"}
+    assert (s["min_coverage"], s["mean_coverage"], s["gini_coverage"]) == (0, 0.333333, 0.666667)  # coverage 0, 0, 1
+    assert set(s) == {
+        "policy",
+        "status",
+        "units",
+        "units_served",
+        "supply",
+        "allocated",
+        "unused",
+        "need",
+        "need_covered",
+        "min_coverage",
+        "mean_coverage",
+        "gini_coverage",
+        "poorest_unmet",
+        "poorest_unmet_share",
+        "cost",
+        "budget",
+        "seconds",
+    }
 
 
 def test_budget(run_json, needs):
@@ -74,9 +111,9 @@ def test_budget(run_json, needs):
     s = run_json("--needs", str(needs), "--supply", "400", "--budget", "500")
     assert (s["allocated"], s["cost"], s["budget"]) == (366, 498, 500)
     s = run_json("--needs", str(needs), "--supply", "400", "--budget", "500", "--fractional")
-    assert s["allocated"] == pytest.approx(300 + 200/3, abs=1e-6) and s["cost"] == pytest.approx(500, abs=1e-6)
+    assert s["allocated"] == pytest.approx(300 + 200 / 3, abs=1e-6) and s["cost"] == pytest.approx(500, abs=1e-6)
     s = run_json("--needs", str(needs), "--supply", "400", "--budget", "700", "--policy", "maxmin")
-    assert s["min_coverage"] == pytest.approx(7/12, abs=0.01)   # budget binds: t = 700/1200
+    assert s["min_coverage"] == pytest.approx(7 / 12, abs=0.01)  # budget binds: t = 700/1200
 
 
 def test_default_supply_is_the_tablet_programme(run_json, needs):
@@ -92,33 +129,53 @@ def test_human_output(cli, needs):
 
 # ---- bad input: exit 1, one line naming the file, column, line and what was expected
 
-@pytest.mark.parametrize("csv, words", [
-    ("unit_id,need\na,10\nb,-5\n", "column 'need', line 3 (unit 'b'): expected a number >= 0, got -5"),
-    ("unit_id,poverty_pct\na,10\n", "missing column(s) ['need']; expected columns unit_id, need"),
-    ("unit_id,need\na,10\nb,5\na,3\n", "column 'unit_id': duplicate unit id 'a' on lines 2, 4; expected one row per unit"),
-    ("unit_id,need\na,10\nb,\n", "column 'need', line 3 (unit 'b'): expected a number, got no value (NaN)"),
-    ("unit_id,need\na,10\nb,NaN\n", "column 'need', line 3 (unit 'b'): expected a number, got"),
-    ("unit_id,need,quintile\na,10,1\nb,5,6\n", "column 'quintile', line 3 (unit 'b'): expected a number in 1..5, got 6"),
-    ("unit_id,need,quintile\na,10,0\n", "column 'quintile', line 2 (unit 'a'): expected a number in 1..5, got 0"),
-    ("unit_id,need,poverty\na,10,45\n", "column 'poverty', line 2 (unit 'a'): expected a number in 0..1, got 45"),
-    ("unit_id,need,rural\na,10,maybe\n", "column 'rural', line 2 (unit 'a'): expected 1/0, true/false or yes/no, got 'maybe'"),
-    ("", "the file is empty"),
-])
+
+@pytest.mark.parametrize(
+    "csv, words",
+    [
+        ("unit_id,need\na,10\nb,-5\n", "column 'need', line 3 (unit 'b'): expected a number >= 0, got -5"),
+        ("unit_id,poverty_pct\na,10\n", "missing column(s) ['need']; expected columns unit_id, need"),
+        (
+            "unit_id,need\na,10\nb,5\na,3\n",
+            "column 'unit_id': duplicate unit id 'a' on lines 2, 4; expected one row per unit",
+        ),
+        ("unit_id,need\na,10\nb,\n", "column 'need', line 3 (unit 'b'): expected a number, got no value (NaN)"),
+        ("unit_id,need\na,10\nb,NaN\n", "column 'need', line 3 (unit 'b'): expected a number, got"),
+        (
+            "unit_id,need,quintile\na,10,1\nb,5,6\n",
+            "column 'quintile', line 3 (unit 'b'): expected a number in 1..5, got 6",
+        ),
+        ("unit_id,need,quintile\na,10,0\n", "column 'quintile', line 2 (unit 'a'): expected a number in 1..5, got 0"),
+        ("unit_id,need,poverty\na,10,45\n", "column 'poverty', line 2 (unit 'a'): expected a number in 0..1, got 45"),
+        (
+            "unit_id,need,rural\na,10,maybe\n",
+            "column 'rural', line 2 (unit 'a'): expected 1/0, true/false or yes/no, got 'maybe'",
+        ),
+        ("", "the file is empty"),
+    ],
+)
 def test_bad_tables(cli, tmp_path, csv, words):
-    f = tmp_path/"bad.csv"; f.write_text(csv)
+    f = tmp_path / "bad.csv"
+    f.write_text(csv)
     res = cli("allocate", "--needs", str(f), "--supply", "10", "--json")
     assert res.returncode == 1 and res.stdout == ""
     err = res.stderr.strip()
     assert err.startswith(f"error: {f}") and words in err and "\n" not in err, err
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--supply", "-5"], "supply = -5: expected a finite number >= 0"),
-    (["--supply", "nan"], "supply = nan: expected a finite number >= 0"),
-    (["--policy", "maxcovr"], "Unknown policy 'maxcovr'. Did you mean 'maxcover'? Policies: maxcover, maxmin, equity, rule."),
-    (["--policy", "fair"], "Unknown policy 'fair'. Policies: maxcover, maxmin, equity, rule."),
-    (["--budget", "-1"], "budget = -1: expected a finite number >= 0"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--supply", "-5"], "supply = -5: expected a finite number >= 0"),
+        (["--supply", "nan"], "supply = nan: expected a finite number >= 0"),
+        (
+            ["--policy", "maxcovr"],
+            "Unknown policy 'maxcovr'. Did you mean 'maxcover'? Policies: maxcover, maxmin, equity, rule.",
+        ),
+        (["--policy", "fair"], "Unknown policy 'fair'. Policies: maxcover, maxmin, equity, rule."),
+        (["--budget", "-1"], "budget = -1: expected a finite number >= 0"),
+    ],
+)
 def test_bad_options(cli, needs, args, words):
     res = cli("allocate", "--needs", str(needs), *args)
     err = res.stderr.strip()
@@ -126,25 +183,41 @@ def test_bad_options(cli, needs, args, words):
 
 
 def test_policy_needs_its_columns(cli, tmp_path):
-    f = tmp_path/"plain.csv"; f.write_text("unit_id,need\na,10\n")
-    for policy, words in [("equity", "policy 'equity' needs column(s) ['poverty'] (poverty or poverty_pct)"),
-                          ("rule", "policy 'rule' needs column(s) ['quintile', 'rural']")]:
+    f = tmp_path / "plain.csv"
+    f.write_text("unit_id,need\na,10\n")
+    for policy, words in [
+        ("equity", "policy 'equity' needs column(s) ['poverty'] (poverty or poverty_pct)"),
+        ("rule", "policy 'rule' needs column(s) ['quintile', 'rural']"),
+    ]:
         res = cli("allocate", "--needs", str(f), "--policy", policy)
         assert res.returncode == 1 and f"{f}: {words}" in res.stderr
     res = cli("allocate", "--needs", str(f), "--budget", "5")
     assert res.returncode == 1 and "no 'cost_per_unit' column" in res.stderr
-    res = cli("allocate", "--needs", str(tmp_path/"missing.csv"))
+    res = cli("allocate", "--needs", str(tmp_path / "missing.csv"))
     assert res.returncode == 1 and "missing.csv: file not found" in res.stderr
 
 
 # ---- the real command, in its own process
 
+
 def test_command_json_and_errors(needs, tmp_path):
-    res = urbanlab("allocate", "--needs", str(needs), "--supply", "300", "--policy", "rule", "--json", "--out", str(tmp_path/"a.csv"))
-    assert res.returncode == 0 and json.loads(res.stdout)["allocated"] == 300 and (tmp_path/"a.csv").is_file()
+    res = urbanlab(
+        "allocate",
+        "--needs",
+        str(needs),
+        "--supply",
+        "300",
+        "--policy",
+        "rule",
+        "--json",
+        "--out",
+        str(tmp_path / "a.csv"),
+    )
+    assert res.returncode == 0 and json.loads(res.stdout)["allocated"] == 300 and (tmp_path / "a.csv").is_file()
     res = urbanlab("allocate", "--needs", str(needs), "--policy", "maxmim")
-    assert res.returncode == 1 and res.stderr.strip() == ("error: Unknown policy 'maxmim'. Did you mean 'maxmin'? "
-                                                          "Policies: maxcover, maxmin, equity, rule.")
+    assert res.returncode == 1 and res.stderr.strip() == (
+        "error: Unknown policy 'maxmim'. Did you mean 'maxmin'? Policies: maxcover, maxmin, equity, rule."
+    )
 
 
 def test_help():

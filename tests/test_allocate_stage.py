@@ -1,4 +1,5 @@
 """The allocate_resources stage on a few SYNTHETIC learners: outputs, every policy, the rule row, no small group shown."""
+
 import json
 import nbformat, papermill as pm, pandas as pd, pytest
 from conftest import ROOT
@@ -9,68 +10,107 @@ from urbanlab.allocate import POLICIES, allocate, read_needs
 def run(tmp_path_factory):
     "Run the stage notebook standalone (a sample of data/raw, 20,000 SYNTHETIC learners) into a scratch folder."
     tmp = tmp_path_factory.mktemp("allocate")
-    pm.execute_notebook(str(ROOT/"nbs"/"stages"/"allocate_resources.ipynb"), str(tmp/"run.ipynb"), kernel_name="urbanlab",
-                        progress_bar=False, cwd=str(ROOT),
-                        parameters=dict(learners=20_000, keras_sample=5_000, epochs=5, k=10, out_dir=str(tmp/"out"),
-                                        metrics_path=str(tmp/"metrics.json")))
+    pm.execute_notebook(
+        str(ROOT / "nbs" / "stages" / "allocate_resources.ipynb"),
+        str(tmp / "run.ipynb"),
+        kernel_name="urbanlab",
+        progress_bar=False,
+        cwd=str(ROOT),
+        parameters=dict(
+            learners=20_000,
+            keras_sample=5_000,
+            epochs=5,
+            k=10,
+            out_dir=str(tmp / "out"),
+            metrics_path=str(tmp / "metrics.json"),
+        ),
+    )
     return tmp
 
 
 def test_outputs_exist(run):
-    out = run/"out"
-    for f in ["district_needs.csv", "policy_comparison.csv", "model_metrics.csv", "allocation_needs.csv",
-              *[f"allocation_{p}.csv" for p in POLICIES]]:
-        assert (out/f).stat().st_size > 0, f
-    m = json.loads((run/"metrics.json").read_text())
-    assert m["synthetic"] and m["learners"] == 20_000 and m["supply_scaled"] and m["supply"] == round(1_056_430*20_000/8_000_000)
-    models = pd.read_csv(out/"model_metrics.csv")
+    out = run / "out"
+    for f in [
+        "district_needs.csv",
+        "policy_comparison.csv",
+        "model_metrics.csv",
+        "allocation_needs.csv",
+        *[f"allocation_{p}.csv" for p in POLICIES],
+    ]:
+        assert (out / f).stat().st_size > 0, f
+    m = json.loads((run / "metrics.json").read_text())
+    assert (
+        m["synthetic"]
+        and m["learners"] == 20_000
+        and m["supply_scaled"]
+        and m["supply"] == round(1_056_430 * 20_000 / 8_000_000)
+    )
+    models = pd.read_csv(out / "model_metrics.csv")
     assert set(models.model) == {"Keras", "MLlib RF"} and len(models) == 6 and models.synthetic.all()
 
 
 def test_every_policy_and_the_rule_row_match_a_direct_call(run):
-    out, m = run/"out", json.loads((run/"metrics.json").read_text())
-    comparison = pd.read_csv(out/"policy_comparison.csv").set_index("policy")
+    out, m = run / "out", json.loads((run / "metrics.json").read_text())
+    comparison = pd.read_csv(out / "policy_comparison.csv").set_index("policy")
     assert list(comparison.index) == list(POLICIES)
-    direct = allocate(read_needs(out/"allocation_needs.csv"), m["supply"], "rule").summary
+    direct = allocate(read_needs(out / "allocation_needs.csv"), m["supply"], "rule").summary
     for col in ["allocated", "need", "need_covered", "min_coverage", "mean_coverage", "gini_coverage", "poorest_unmet"]:
         assert comparison.loc["rule", col] == pytest.approx(getattr(direct, col), abs=1e-6), col
-    rule = pd.read_csv(out/"allocation_rule.csv", dtype={"unit_id": str})
+    rule = pd.read_csv(out / "allocation_rule.csv", dtype={"unit_id": str})
     assert rule.allocation.sum() == direct.allocated <= m["supply"]
 
 
 def test_no_group_under_k_is_shown(run):
-    out = run/"out"
-    needs = pd.read_csv(out/"district_needs.csv", dtype={"ubigeo": str})
+    out = run / "out"
+    needs = pd.read_csv(out / "district_needs.csv", dtype={"ubigeo": str})
     small = needs.suppressed
-    assert small.any() and needs.loc[small, ["learners", "expected_needs_device", "upper_needs_device"]].isna().all().all()
+    assert (
+        small.any() and needs.loc[small, ["learners", "expected_needs_device", "upper_needs_device"]].isna().all().all()
+    )
     assert (needs.loc[~small, "learners"] >= 10).all()
-    assert json.loads((run/"metrics.json").read_text())["suppressed_districts"] == small.sum()
+    assert json.loads((run / "metrics.json").read_text())["suppressed_districts"] == small.sum()
     for f in ["allocation_needs.csv", *[f"allocation_{p}.csv" for p in POLICIES]]:
-        assert (pd.read_csv(out/f).learners >= 10).all(), f     # small districts are pooled, never shown alone
-    nb = nbformat.read(run/"run.ipynb", as_version=4)
+        assert (pd.read_csv(out / f).learners >= 10).all(), f  # small districts are pooled, never shown alone
+    nb = nbformat.read(run / "run.ipynb", as_version=4)
     shown = "\n".join(str(o) for c in nb.cells for o in c.get("outputs", []))
-    assert "learner_id" not in shown and "school_id" not in shown      # no learner row is shown
+    assert "learner_id" not in shown and "school_id" not in shown  # no learner row is shown
 
 
 @pytest.fixture(scope="module")
 def hub_run(tmp_path_factory):
     "The stage with three schools as distribution points and allocation units, and a transport budget that binds."
     tmp = tmp_path_factory.mktemp("allocate_hubs")
-    (tmp/"schools.csv").write_text("name,latitude,longitude\nLima school,-12.0464,-77.0428\n"
-                                   "Arequipa school,-16.409,-71.5375\nIquitos school,-3.7491,-73.2538\n")
-    pm.execute_notebook(str(ROOT/"nbs"/"stages"/"allocate_resources.ipynb"), str(tmp/"run.ipynb"), kernel_name="urbanlab",
-                        progress_bar=False, cwd=str(ROOT),
-                        parameters=dict(learners=20_000, keras_sample=3_000, epochs=3, k=10, units="hub", cost_per_km=0.1,
-                                        transport_budget=4_000_000.0, facilities_path=str(tmp/"schools.csv"),
-                                        out_dir=str(tmp/"out"), metrics_path=str(tmp/"metrics.json")))
+    (tmp / "schools.csv").write_text(
+        "name,latitude,longitude\nLima school,-12.0464,-77.0428\n"
+        "Arequipa school,-16.409,-71.5375\nIquitos school,-3.7491,-73.2538\n"
+    )
+    pm.execute_notebook(
+        str(ROOT / "nbs" / "stages" / "allocate_resources.ipynb"),
+        str(tmp / "run.ipynb"),
+        kernel_name="urbanlab",
+        progress_bar=False,
+        cwd=str(ROOT),
+        parameters=dict(
+            learners=20_000,
+            keras_sample=3_000,
+            epochs=3,
+            k=10,
+            units="hub",
+            cost_per_km=0.1,
+            transport_budget=4_000_000.0,
+            facilities_path=str(tmp / "schools.csv"),
+            out_dir=str(tmp / "out"),
+            metrics_path=str(tmp / "metrics.json"),
+        ),
+    )
     return tmp
 
 
 def test_schools_are_the_units_and_the_budget_holds(hub_run):
-    m = json.loads((hub_run/"metrics.json").read_text())
+    m = json.loads((hub_run / "metrics.json").read_text())
     assert m["unit_kind"] == "hub" and m["units"] == 3
-    assert m["transport_budget"] == pytest.approx(4_000_000*20_000/8_000_000)          # scaled like the supply
-    units = pd.read_csv(hub_run/"out"/"allocation_needs.csv")
+    assert m["transport_budget"] == pytest.approx(4_000_000 * 20_000 / 8_000_000)  # scaled like the supply
+    units = pd.read_csv(hub_run / "out" / "allocation_needs.csv")
     assert set(units.unit_id) == {"H01", "H02", "H03"} and units.districts.sum() == m["districts"]
     # Lima's school is nearest to far more districts' learners than Iquitos's: Peru's coast and Andes against Loreto
     size = units.set_index("unit_id").learners
@@ -83,8 +123,8 @@ def test_schools_are_the_units_and_the_budget_holds(hub_run):
 
 def test_every_district_has_one_unit(run, hub_run):
     for r in (run, hub_run):
-        units = pd.read_csv(r/"out"/"district_units.csv", dtype=str)
-        alloc = pd.read_csv(r/"out"/"allocation_needs.csv", dtype={"unit_id": str})
-        assert units.ubigeo.is_unique and len(units) == json.loads((r/"metrics.json").read_text())["districts"]
+        units = pd.read_csv(r / "out" / "district_units.csv", dtype=str)
+        alloc = pd.read_csv(r / "out" / "allocation_needs.csv", dtype={"unit_id": str})
+        assert units.ubigeo.is_unique and len(units) == json.loads((r / "metrics.json").read_text())["districts"]
         assert set(units.unit_id) == set(alloc.unit_id)
         assert (units.groupby("unit_id").size() == alloc.set_index("unit_id").districts).all()

@@ -1,4 +1,5 @@
 """The data layer on real and broken files: schemas, messages, loaders, the join report, build_interim and `urbanlab validate`."""
+
 import csv, gzip, io, json, subprocess, sys
 from pathlib import Path
 
@@ -7,16 +8,24 @@ import pytest
 
 from urbanlab.core import UrbanlabError
 from urbanlab.data.schemas import KINDS, DataValidationError, validate_file, validate_frame
-from urbanlab.data.load import (build_interim, join_report, load_census, load_district_polygons, load_districts,
-                                load_migration, load_populated_places, load_wup_cities)
+from urbanlab.data.load import (
+    build_interim,
+    join_report,
+    load_census,
+    load_district_polygons,
+    load_districts,
+    load_migration,
+    load_populated_places,
+    load_wup_cities,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-RAW = ROOT/"data"/"raw"
+RAW = ROOT / "data" / "raw"
 
 
 def real_rows(kind, n=10):
     "Header and the first `n` records of the real file of `kind`, as lists of strings."
-    path = RAW/KINDS[kind].path
+    path = RAW / KINDS[kind].path
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8", newline="") as f:
         r = csv.reader(f)
@@ -25,7 +34,10 @@ def real_rows(kind, n=10):
 
 def write_csv(path, header, rows):
     "Write `rows` under `header` as CSV (one line per record) and return the path."
-    buf = io.StringIO(); w = csv.writer(buf, lineterminator="\n"); w.writerow(header); w.writerows(rows)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
     path.write_text(buf.getvalue(), encoding="utf-8")
     return path
 
@@ -33,44 +45,56 @@ def write_csv(path, header, rows):
 def corrupt(tmp_path, kind, col, changes, n=10, name=None):
     "A copy of the first `n` real rows of `kind` with `changes` {row index: value} in column `col`."
     header, rows = real_rows(kind, n)
-    for i, v in changes.items(): rows[i][header.index(col)] = v
-    return write_csv(tmp_path/(name or f"{kind}.csv"), header, rows)
+    for i, v in changes.items():
+        rows[i][header.index(col)] = v
+    return write_csv(tmp_path / (name or f"{kind}.csv"), header, rows)
 
 
 def error_of(path, kind):
-    with pytest.raises(DataValidationError) as e: validate_file(path, kind)
+    with pytest.raises(DataValidationError) as e:
+        validate_file(path, kind)
     return str(e.value)
 
 
 # --- the real files ---------------------------------------------------------------------------
 
-SHIPPED = [k for k, v in KINDS.items() if v.path]   # `facilities` has no file in data/raw: users bring their own
+SHIPPED = [k for k, v in KINDS.items() if v.path]  # `facilities` has no file in data/raw: users bring their own
 
 
 @pytest.mark.parametrize("kind", SHIPPED)
 def test_real_raw_files_validate(kind):
-    df = validate_file(RAW/KINDS[kind].path, kind)
+    df = validate_file(RAW / KINDS[kind].path, kind)
     assert len(df) > 0
 
 
 def test_real_row_counts():
-    counts = {k: len(validate_file(RAW/KINDS[k].path, k)) for k in SHIPPED}
-    assert counts == dict(districts=1893, provinces=196, departments=25, census=1874, migration=255099,
-                          populated_places=94922, district_polygons=1834, wup_cities=1860, wup_annual=1860)
+    counts = {k: len(validate_file(RAW / KINDS[k].path, k)) for k in SHIPPED}
+    assert counts == dict(
+        districts=1893,
+        provinces=196,
+        departments=25,
+        census=1874,
+        migration=255099,
+        populated_places=94922,
+        district_polygons=1834,
+        wup_cities=1860,
+        wup_annual=1860,
+    )
 
 
 def test_licences_and_readme_are_beside_the_data():
     for f in ["peru/LICENSE.innovar", "peru/LICENSE.peru-geojson", "peru/LICENSE.ubigeo-peru-aumentado", "README.md"]:
-        assert (RAW/f).is_file(), f
-    assert "CC BY 3.0 IGO" in (RAW/"README.md").read_text(encoding="utf-8")
+        assert (RAW / f).is_file(), f
+    assert "CC BY 3.0 IGO" in (RAW / "README.md").read_text(encoding="utf-8")
 
 
 # --- error messages name the file, the column and the rows --------------------------------------
 
+
 def test_missing_column(tmp_path):
     header, rows = real_rows("census", 3)
     i = header.index("pop_under5")
-    p = write_csv(tmp_path/"census.csv", header[:i] + header[i+1:], [r[:i] + r[i+1:] for r in rows])
+    p = write_csv(tmp_path / "census.csv", header[:i] + header[i + 1 :], [r[:i] + r[i + 1 :] for r in rows])
     msg = error_of(p, "census")
     assert "census.csv" in msg and "column 'pop_under5': missing" in msg
 
@@ -79,7 +103,10 @@ def test_unparsable_number_names_rows(tmp_path):
     p = corrupt(tmp_path, "census", "pop_total_2017", {2: "abc", 5: "1,2"})
     msg = error_of(p, "census")
     assert msg.startswith(str(p)) or "census.csv" in msg
-    assert "column 'pop_total_2017': expected int64 values; these do not parse; first offending rows: 4 ('abc'), 7 ('1,2')" in msg
+    assert (
+        "column 'pop_total_2017': expected int64 values; these do not parse; first offending rows: 4 ('abc'), 7 ('1,2')"
+        in msg
+    )
 
 
 def test_negative_population(tmp_path):
@@ -90,33 +117,51 @@ def test_negative_population(tmp_path):
 
 def test_missing_coordinates(tmp_path):
     p = corrupt(tmp_path, "populated_places", "latitude", {1: ""}, name="ccpp.csv")
-    assert "ccpp.csv: column 'latitude': expected no missing values; first offending rows: 3 (missing)" in error_of(p, "populated_places")
+    assert "ccpp.csv: column 'latitude': expected no missing values; first offending rows: 3 (missing)" in error_of(
+        p, "populated_places"
+    )
 
 
 def test_out_of_range_coordinates(tmp_path):
     p = corrupt(tmp_path, "populated_places", "longitude", {0: "-277.9"}, name="ccpp.csv")
-    assert "column 'longitude': expected between -180 and 180; first offending rows: 2 (-277.9)" in error_of(p, "populated_places")
+    assert "column 'longitude': expected between -180 and 180; first offending rows: 2 (-277.9)" in error_of(
+        p, "populated_places"
+    )
     p = corrupt(tmp_path, "wup_cities", "Latitude", {4: "91"}, name="wup.csv")
-    assert "wup.csv: column 'Latitude': expected between -90 and 90; first offending rows: 6 (91.0)" in error_of(p, "wup_cities")
+    assert "wup.csv: column 'Latitude': expected between -90 and 90; first offending rows: 6 (91.0)" in error_of(
+        p, "wup_cities"
+    )
 
 
 def test_district_coordinates_missing_only_in_empty_rows(tmp_path):
     p = corrupt(tmp_path, "districts", "longitude", {2: "NA"}, name="districts.csv")
     msg = error_of(p, "districts")
-    assert "districts.csv: rows: expected latitude and longitude present wherever a capital is; first offending rows: 4" in msg
+    assert (
+        "districts.csv: rows: expected latitude and longitude present wherever a capital is; first offending rows: 4"
+        in msg
+    )
 
 
 def test_duplicate_keys(tmp_path):
     header, rows = real_rows("census", 5)
-    p = write_csv(tmp_path/"census.csv", header, rows + [rows[1]])
-    assert "column 'ubigeo': expected unique values; duplicated; first offending rows: 3 ('010102'), 7 ('010102')" in error_of(p, "census")
+    p = write_csv(tmp_path / "census.csv", header, rows + [rows[1]])
+    assert (
+        "column 'ubigeo': expected unique values; duplicated; first offending rows: 3 ('010102'), 7 ('010102')"
+        in error_of(p, "census")
+    )
     header, rows = real_rows("migration", 5)
-    p = write_csv(tmp_path/"mig.csv", header, rows + [rows[0]])
+    p = write_csv(tmp_path / "mig.csv", header, rows + [rows[0]])
     msg = error_of(p, "migration")
-    assert "mig.csv: columns 'dest_ubigeo', 'origin_label': expected unique values; duplicated; first offending rows: 2 (" in msg
+    assert (
+        "mig.csv: columns 'dest_ubigeo', 'origin_label': expected unique values; duplicated; first offending rows: 2 ("
+        in msg
+    )
     assert " 7 (" in msg
     p = corrupt(tmp_path, "wup_cities", "City Code", {3: "20001"}, name="wup.csv")
-    assert "column 'City Code': expected unique values; duplicated; first offending rows: 2 (20001), 5 (20001)" in error_of(p, "wup_cities")
+    assert (
+        "column 'City Code': expected unique values; duplicated; first offending rows: 2 (20001), 5 (20001)"
+        in error_of(p, "wup_cities")
+    )
 
 
 def test_bad_code(tmp_path):
@@ -130,46 +175,60 @@ def test_many_offending_rows_are_counted(tmp_path):
 
 
 def test_row_numbers_follow_multiline_fields(tmp_path):
-    lines = (RAW/KINDS["districts"].path).read_text(encoding="utf-8").splitlines(keepends=True)
-    lines[79] = lines[79].replace(",-", ",-9", 1)    # line 80, after two quoted capitals that span two lines
-    p = tmp_path/"districts.csv"; p.write_text("".join(lines[:100]), encoding="utf-8")
+    lines = (RAW / KINDS["districts"].path).read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[79] = lines[79].replace(",-", ",-9", 1)  # line 80, after two quoted capitals that span two lines
+    p = tmp_path / "districts.csv"
+    p.write_text("".join(lines[:100]), encoding="utf-8")
     assert "column 'latitude': expected between -90 and 90; first offending rows: 80 (-9" in error_of(p, "districts")
 
 
 def test_empty_and_header_only_files(tmp_path):
-    (tmp_path/"empty.csv").write_text("")
-    assert "empty.csv: file is empty (0 bytes)" in error_of(tmp_path/"empty.csv", "census")
+    (tmp_path / "empty.csv").write_text("")
+    assert "empty.csv: file is empty (0 bytes)" in error_of(tmp_path / "empty.csv", "census")
     header, _ = real_rows("census", 1)
-    p = write_csv(tmp_path/"header.csv", header, [])
+    p = write_csv(tmp_path / "header.csv", header, [])
     assert "header.csv: no data rows" in error_of(p, "census")
 
 
 def test_unknown_kind_and_missing_file(tmp_path):
-    msg = error_of(RAW/KINDS["census"].path, "censos")
+    msg = error_of(RAW / KINDS["census"].path, "censos")
     assert "Unknown data kind 'censos'" in msg and all(k in msg for k in KINDS)
-    assert "nope.csv: file not found" in error_of(tmp_path/"nope.csv", "census")
+    assert "nope.csv: file not found" in error_of(tmp_path / "nope.csv", "census")
 
 
 def test_unreadable_geojson(tmp_path):
-    (tmp_path/"bad.geojson").write_text("{not json")
-    assert "bad.geojson: could not be read as district_polygons" in error_of(tmp_path/"bad.geojson", "district_polygons")
+    (tmp_path / "bad.geojson").write_text("{not json")
+    assert "bad.geojson: could not be read as district_polygons" in error_of(
+        tmp_path / "bad.geojson", "district_polygons"
+    )
 
 
 def test_geojson_duplicate_code_names_feature(tmp_path):
-    feat = lambda code: {"type": "Feature", "properties": {"IDDIST": code},
-                         "geometry": {"type": "Point", "coordinates": [-77.0, -12.0]}}
-    p = tmp_path/"d.geojson"
-    p.write_text(json.dumps({"type": "FeatureCollection", "features": [feat("010101"), feat("010102"), feat("010101")]}))
-    assert "d.geojson: column 'IDDIST': expected unique values; duplicated; first offending rows: 1 ('010101'), 3 ('010101')" in error_of(p, "district_polygons")
+    feat = lambda code: {
+        "type": "Feature",
+        "properties": {"IDDIST": code},
+        "geometry": {"type": "Point", "coordinates": [-77.0, -12.0]},
+    }
+    p = tmp_path / "d.geojson"
+    p.write_text(
+        json.dumps({"type": "FeatureCollection", "features": [feat("010101"), feat("010102"), feat("010101")]})
+    )
+    assert (
+        "d.geojson: column 'IDDIST': expected unique values; duplicated; first offending rows: 1 ('010101'), 3 ('010101')"
+        in error_of(p, "district_polygons")
+    )
 
 
 def test_errors_are_urbanlab_errors():
     assert issubclass(DataValidationError, UrbanlabError)
     with pytest.raises(DataValidationError, match="<frame>: column 'persons': missing"):
-        validate_frame(pd.DataFrame(dict(dest_ubigeo=["010101"], origin_ubigeo=[None], origin_label=["x"])), "migration")
+        validate_frame(
+            pd.DataFrame(dict(dest_ubigeo=["010101"], origin_ubigeo=[None], origin_label=["x"])), "migration"
+        )
 
 
 # --- loaders ------------------------------------------------------------------------------------
+
 
 def test_census_sums_to_official_total():
     census = load_census(root=ROOT)
@@ -189,9 +248,17 @@ def test_loader_dtypes():
     assert type(g).__name__ == "GeoDataFrame" and g.crs.to_epsg() == 4326 and "ubigeo" in g.columns
     assert g.geometry.dropna().is_valid.all()
     w = load_wup_cities(root=ROOT)
-    assert dict(w.dtypes.astype(str)) == dict(city_code="int64", country_code="int64", country="string", city="string",
-                                              latitude="float64", longitude="float64", year="int64",
-                                              population="int64", is_projection="bool")
+    assert dict(w.dtypes.astype(str)) == dict(
+        city_code="int64",
+        country_code="int64",
+        country="string",
+        city="string",
+        latitude="float64",
+        longitude="float64",
+        year="int64",
+        population="int64",
+        is_projection="bool",
+    )
     lima = w[(w.city == "Lima") & (w.country == "Peru")].set_index("year")
     assert lima.population[2015] == 9_812_737 and not lima.is_projection[2015] and lima.is_projection[2020]
     assert len(load_wup_cities(root=ROOT, annual=True)) == 1860 * 86
@@ -199,7 +266,7 @@ def test_loader_dtypes():
 
 def test_loader_reads_a_users_file(tmp_path):
     header, rows = real_rows("census", 4)
-    census = load_census(path=write_csv(tmp_path/"mine.csv", header, rows))
+    census = load_census(path=write_csv(tmp_path / "mine.csv", header, rows))
     assert census.ubigeo.tolist() == ["010101", "010102", "010103", "010104"]
     with pytest.raises(DataValidationError, match="mine.csv: column 'pop_5plus'"):
         load_census(path=corrupt(tmp_path, "census", "pop_5plus", {0: "-2"}, name="mine.csv"))
@@ -210,37 +277,61 @@ def test_join_report_on_real_data():
     assert r.sizes == dict(census=1874, districts=1892, polygons=1834)
     assert r.in_all == 1832
     groups = {" + ".join(g["found_in"]): g for g in r.groups}
-    assert {k: g["count"] for k, g in groups.items()} == {"census + districts": 42, "districts": 16, "districts + polygons": 2}
+    assert {k: g["count"] for k, g in groups.items()} == {
+        "census + districts": 42,
+        "districts": 16,
+        "districts + polygons": 2,
+    }
     assert groups["districts + polygons"]["codes"] == ["160109", "160114"]
-    assert r.notes == dict(census_rows_without_code=0, districts_rows_without_code=1, polygons_rows_without_code=0,
-                           polygons_without_geometry=8)
+    assert r.notes == dict(
+        census_rows_without_code=0,
+        districts_rows_without_code=1,
+        polygons_rows_without_code=0,
+        polygons_without_geometry=8,
+    )
     # every code is accounted for: in all three or in exactly one group
     assert r.in_all + sum(g["count"] for g in r.groups) == 1892
     assert "in all 3: 1,832" in str(r)
 
 
 def test_build_interim_sample(tmp_path):
-    paths = build_interim(tmp_path/"interim", max_rows=50, root=ROOT)
-    assert set(paths) == {"districts", "provinces", "census", "migration", "populated_places", "district_polygons", "wup_cities", "join_report"}
-    assert all(p.is_file() and p.parent == tmp_path/"interim" for p in paths.values())
+    paths = build_interim(tmp_path / "interim", max_rows=50, root=ROOT)
+    assert set(paths) == {
+        "districts",
+        "provinces",
+        "census",
+        "migration",
+        "populated_places",
+        "district_polygons",
+        "wup_cities",
+        "join_report",
+    }
+    assert all(p.is_file() and p.parent == tmp_path / "interim" for p in paths.values())
     assert len(pd.read_parquet(paths["migration"])) == 50 and len(pd.read_parquet(paths["census"])) == 1874
-    cities = pd.read_parquet(paths["wup_cities"])               # the first 50 rows, plus every row of Peru's 10 cities
-    assert len(cities) == 50 + 10*18 and cities[cities.country == "Peru"].city_code.nunique() == 10
+    cities = pd.read_parquet(paths["wup_cities"])  # the first 50 rows, plus every row of Peru's 10 cities
+    assert len(cities) == 50 + 10 * 18 and cities[cities.country == "Peru"].city_code.nunique() == 10
     import geopandas as gpd
+
     assert gpd.read_parquet(paths["district_polygons"]).crs.to_epsg() == 4326
     assert json.loads(paths["join_report"].read_text())["in_all"] == 1832
-    assert not [p for p in (tmp_path/"interim").iterdir() if p.name.startswith(".")]   # no temporaries left
+    assert not [p for p in (tmp_path / "interim").iterdir() if p.name.startswith(".")]  # no temporaries left
 
 
 # --- the command line ---------------------------------------------------------------------------
 
+
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "urbanlab.cli", "validate", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "urbanlab.cli", "validate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def test_cli_validate_ok():
-    r = cli(RAW/KINDS["census"].path, "--kind", "census")
+    r = cli(RAW / KINDS["census"].path, "--kind", "census")
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.strip().splitlines()) == 1 and "OK" in r.stdout
 
@@ -255,5 +346,5 @@ def test_cli_validate_error_without_traceback(tmp_path):
 
 
 def test_cli_validate_unknown_kind(tmp_path):
-    r = cli(RAW/KINDS["census"].path, "--kind", "censos")
+    r = cli(RAW / KINDS["census"].path, "--kind", "censos")
     assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr and "expected one of" in r.stderr + r.stdout

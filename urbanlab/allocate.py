@@ -20,27 +20,42 @@ __all__ = ['TABLETS', 'POLICIES', 'check_needs', 'read_needs', 'check_supply', '
            'write_allocation', 'poverty_quintiles', 'pool_small', 'nearest_hubs']
 
 # %% ../nbs/45_allocate.ipynb #c005
-TABLETS = 1_056_430    # tablets adjudicated by MINEDU in 2020 (Lenovo 496,745 + 55,000; AOC 502,685)
+TABLETS = 1_056_430  # tablets adjudicated by MINEDU in 2020 (Lenovo 496,745 + 55,000; AOC 502,685)
 POLICIES = ("maxcover", "maxmin", "equity", "rule")
 
 # %% ../nbs/45_allocate.ipynb #c007
-_EXPECTED = ("expected columns unit_id, need and optionally poverty (share 0-1) or poverty_pct (0-100), "
-             "rural (0/1), quintile (1-5, 1 = poorest), cost_per_unit")
+_EXPECTED = (
+    "expected columns unit_id, need and optionally poverty (share 0-1) or poverty_pct (0-100), "
+    "rural (0/1), quintile (1-5, 1 = poorest), cost_per_unit"
+)
 _BOOL = {"1": True, "0": False, "1.0": True, "0.0": False, "true": True, "false": False, "yes": True, "no": False}
+
 
 def _where(df, i, source, col) -> str:
     return f"{source}: column {col!r}, line {i + 2} (unit {df.unit_id.iloc[i]!r})"
 
+
 def _numbers(df, col, source, low=None, high=None, whole=False) -> np.ndarray:
     "Column `col` as floats, or an `UrbanlabError` naming the first bad line."
-    v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float); raw = df[col].to_numpy()
+    v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+    raw = df[col].to_numpy()
     span = f" >= {low:g}" if high is None else f" in {low:g}..{high:g}"
     bounds = np.zeros(len(v), dtype=bool) if low is None else (v < low) | ((v > high) if high is not None else False)
-    for bad, what in [(np.isnan(v), "a number"), (np.isinf(v), "a finite number"), (bounds, f"a number{span}"),
-                      ((v % 1 != 0) if whole else bounds, f"a whole number{span}")]:
+    for bad, what in [
+        (np.isnan(v), "a number"),
+        (np.isinf(v), "a finite number"),
+        (bounds, f"a number{span}"),
+        ((v % 1 != 0) if whole else bounds, f"a whole number{span}"),
+    ]:
         if bad.any():
             i = int(np.argmax(bad))
-            got = f"{v[i]:g}" if not np.isnan(v[i]) else "no value (NaN)" if pd.isna(raw[i]) or raw[i] == "" else repr(raw[i])
+            got = (
+                f"{v[i]:g}"
+                if not np.isnan(v[i])
+                else "no value (NaN)"
+                if pd.isna(raw[i]) or raw[i] == ""
+                else repr(raw[i])
+            )
             raise UrbanlabError(f"{_where(df, i, source, col)}: expected {what}, got {got}.")
     return v
 
@@ -48,46 +63,72 @@ def _numbers(df, col, source, low=None, high=None, whole=False) -> np.ndarray:
 def _check_ids(df, source) -> pd.Series:
     ids = df.unit_id.astype(object)
     blank = ids.isna().to_numpy() | (ids.astype(str).str.strip() == "").to_numpy()
-    if blank.any(): raise UrbanlabError(f"{source}: column 'unit_id', line {int(np.argmax(blank)) + 2}: expected a unit id, got no value.")
-    ids = ids.astype(str); dup = ids.duplicated(keep=False).to_numpy()
+    if blank.any():
+        raise UrbanlabError(
+            f"{source}: column 'unit_id', line {int(np.argmax(blank)) + 2}: expected a unit id, got no value."
+        )
+    ids = ids.astype(str)
+    dup = ids.duplicated(keep=False).to_numpy()
     if dup.any():
         lines = [i + 2 for i in np.nonzero(ids == ids.iloc[int(np.argmax(dup))])[0]]
-        raise UrbanlabError(f"{source}: column 'unit_id': duplicate unit id {ids.iloc[int(np.argmax(dup))]!r} on lines "
-                            f"{', '.join(map(str, lines))}; expected one row per unit.")
+        raise UrbanlabError(
+            f"{source}: column 'unit_id': duplicate unit id {ids.iloc[int(np.argmax(dup))]!r} on lines "
+            f"{', '.join(map(str, lines))}; expected one row per unit."
+        )
     return ids
+
 
 def _bools(df, col, source) -> np.ndarray:
     s = df[col].astype(object).map(lambda v: _BOOL.get(str(v).strip().lower()) if not pd.isna(v) else None)
     if s.isna().any():
-        i = int(np.argmax(s.isna().to_numpy())); raw = df[col].iloc[i]
-        raise UrbanlabError(f"{_where(df, i, source, col)}: expected 1/0, true/false or yes/no, got "
-                            f"{'no value (NaN)' if pd.isna(raw) else repr(raw)}.")
+        i = int(np.argmax(s.isna().to_numpy()))
+        raw = df[col].iloc[i]
+        raise UrbanlabError(
+            f"{_where(df, i, source, col)}: expected 1/0, true/false or yes/no, got "
+            f"{'no value (NaN)' if pd.isna(raw) else repr(raw)}."
+        )
     return s.to_numpy(dtype=bool)
+
 
 def check_needs(df: pd.DataFrame, source: str = "needs") -> pd.DataFrame:
     "A clean copy of a needs table (see the columns above), or an `UrbanlabError` naming source, column, line and unit."
     missing = [c for c in ("unit_id", "need") if c not in df.columns]
-    if missing: raise UrbanlabError(f"{source}: missing column(s) {missing}; {_EXPECTED}.")
-    if df.empty: raise UrbanlabError(f"{source}: no rows; {_EXPECTED}.")
+    if missing:
+        raise UrbanlabError(f"{source}: missing column(s) {missing}; {_EXPECTED}.")
+    if df.empty:
+        raise UrbanlabError(f"{source}: no rows; {_EXPECTED}.")
     if {"poverty", "poverty_pct"} <= set(df.columns):
-        raise UrbanlabError(f"{source}: both 'poverty' (share 0-1) and 'poverty_pct' (0-100) given; expected one of them.")
-    out = df.reset_index(drop=True).copy(); out["unit_id"] = _check_ids(out, source)
+        raise UrbanlabError(
+            f"{source}: both 'poverty' (share 0-1) and 'poverty_pct' (0-100) given; expected one of them."
+        )
+    out = df.reset_index(drop=True).copy()
+    out["unit_id"] = _check_ids(out, source)
     out["need"] = _numbers(out, "need", source, low=0)
-    if "poverty" in out: out["poverty"] = _numbers(out, "poverty", source, 0, 1)
+    if "poverty" in out:
+        out["poverty"] = _numbers(out, "poverty", source, 0, 1)
     if "poverty_pct" in out:
-        out["poverty_pct"] = _numbers(out, "poverty_pct", source, 0, 100)/100; out = out.rename(columns={"poverty_pct": "poverty"})
-    if "rural" in out: out["rural"] = _bools(out, "rural", source)
-    if "quintile" in out: out["quintile"] = _numbers(out, "quintile", source, 1, 5, whole=True).astype(int)
-    if "cost_per_unit" in out: out["cost_per_unit"] = _numbers(out, "cost_per_unit", source, low=0)
+        out["poverty_pct"] = _numbers(out, "poverty_pct", source, 0, 100) / 100
+        out = out.rename(columns={"poverty_pct": "poverty"})
+    if "rural" in out:
+        out["rural"] = _bools(out, "rural", source)
+    if "quintile" in out:
+        out["quintile"] = _numbers(out, "quintile", source, 1, 5, whole=True).astype(int)
+    if "cost_per_unit" in out:
+        out["cost_per_unit"] = _numbers(out, "cost_per_unit", source, low=0)
     return out
 
 # %% ../nbs/45_allocate.ipynb #c012
 def _read_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file(): raise UrbanlabError(f"{path}: file not found.")
-    try: df = pd.read_csv(path, dtype={"unit_id": str}, keep_default_na=False, na_values=[""])
-    except pd.errors.EmptyDataError: raise UrbanlabError(f"{path}: the file is empty; {_EXPECTED}.") from None
-    except pd.errors.ParserError as e: raise UrbanlabError(f"{path}: not a readable CSV ({str(e).strip()}).") from None
+    if not path.is_file():
+        raise UrbanlabError(f"{path}: file not found.")
+    try:
+        df = pd.read_csv(path, dtype={"unit_id": str}, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise UrbanlabError(f"{path}: the file is empty; {_EXPECTED}.") from None
+    except pd.errors.ParserError as e:
+        raise UrbanlabError(f"{path}: not a readable CSV ({str(e).strip()}).") from None
     return df
+
 
 def read_needs(path: str | Path) -> pd.DataFrame:
     "Read and check a needs CSV (`unit_id, need`, optional poverty/poverty_pct, rural, quintile, cost_per_unit)."
@@ -96,67 +137,103 @@ def read_needs(path: str | Path) -> pd.DataFrame:
 # %% ../nbs/45_allocate.ipynb #c015
 def check_supply(supply, what: str = "supply") -> float:
     "`supply` (or a budget) as a float >= 0, or an `UrbanlabError`."
-    try: s = float(supply)
-    except (TypeError, ValueError): raise UrbanlabError(f"{what} = {supply!r}: expected a number >= 0.") from None
-    if not np.isfinite(s) or s < 0: raise UrbanlabError(f"{what} = {s:g}: expected a finite number >= 0.")
+    try:
+        s = float(supply)
+    except (TypeError, ValueError):
+        raise UrbanlabError(f"{what} = {supply!r}: expected a number >= 0.") from None
+    if not np.isfinite(s) or s < 0:
+        raise UrbanlabError(f"{what} = {s:g}: expected a finite number >= 0.")
     return s
+
 
 def check_policy(policy: str, needs: pd.DataFrame | None = None, source: str = "needs") -> str:
     "`policy` if it is known and the table has the columns it needs, else an `UrbanlabError` (with a suggestion)."
     if policy not in POLICIES:
-        raise UrbanlabError(f"Unknown policy {policy!r}.{suggest(str(policy), POLICIES)} Policies: {', '.join(POLICIES)}.")
+        raise UrbanlabError(
+            f"Unknown policy {policy!r}.{suggest(str(policy), POLICIES)} Policies: {', '.join(POLICIES)}."
+        )
     want = dict(equity=["poverty"], rule=["quintile", "rural"]).get(policy, [])
     lack = [c for c in want if needs is not None and c not in needs.columns]
-    if lack: raise UrbanlabError(f"{source}: policy {policy!r} needs column(s) {lack}"
-                                 f"{' (poverty or poverty_pct)' if 'poverty' in lack else ''}; the table has {list(needs.columns)}.")
+    if lack:
+        raise UrbanlabError(
+            f"{source}: policy {policy!r} needs column(s) {lack}"
+            f"{' (poverty or poverty_pct)' if 'poverty' in lack else ''}; the table has {list(needs.columns)}."
+        )
     return policy
 
 # %% ../nbs/45_allocate.ipynb #c018
 @dataclass
 class LexResult:
     "HiGHS's answer: solution `x`, the optimum of each objective in turn, `status`."
+
     x: np.ndarray | None
     values: list
     status: str
 
+
 def solve_lexicographic(objectives, lower, upper, A, row_lower, row_upper) -> LexResult:
     "Maximise each objective in turn without lowering the ones before (LP, HiGHS simplex, warm-started)."
-    A = csc_matrix(A); n = A.shape[1]; h = highspy.Highs(); h.setOptionValue("output_flag", False)
+    A = csc_matrix(A)
+    n = A.shape[1]
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
     c = [np.asarray(o, dtype=float) for o in objectives]
-    h.passModel(n, A.shape[0], A.nnz, 1, -1, 0.0, c[0], *(np.asarray(v, dtype=float) for v in (lower, upper, row_lower, row_upper)),
-                A.indptr.astype(np.int32), A.indices.astype(np.int32), A.data.astype(float), np.zeros(n, dtype=np.int32))
+    h.passModel(
+        n,
+        A.shape[0],
+        A.nnz,
+        1,
+        -1,
+        0.0,
+        c[0],
+        *(np.asarray(v, dtype=float) for v in (lower, upper, row_lower, row_upper)),
+        A.indptr.astype(np.int32),
+        A.indices.astype(np.int32),
+        A.data.astype(float),
+        np.zeros(n, dtype=np.int32),
+    )
     values = []
     for k, ck in enumerate(c):
         if k:
-            nz = np.nonzero(c[k - 1])[0]; z = values[-1]
-            h.addRow(z - 1e-9*max(1.0, abs(z)), np.inf, len(nz), nz.astype(np.int32), c[k - 1][nz])
+            nz = np.nonzero(c[k - 1])[0]
+            z = values[-1]
+            h.addRow(z - 1e-9 * max(1.0, abs(z)), np.inf, len(nz), nz.astype(np.int32), c[k - 1][nz])
             h.changeColsCost(n, np.arange(n, dtype=np.int32), ck)
-        h.run(); status = h.getModelStatus()
-        if status != highspy.HighsModelStatus.kOptimal: return LexResult(None, values, h.modelStatusToString(status).lower())
-        x = np.array(h.getSolution().col_value); values.append(float(ck @ x))
+        h.run()
+        status = h.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            return LexResult(None, values, h.modelStatusToString(status).lower())
+        x = np.array(h.getSolution().col_value)
+        values.append(float(ck @ x))
     return LexResult(x, values, "optimal")
 
 # %% ../nbs/45_allocate.ipynb #c022
 def _rows(n: int, supply: float, cost=None, budget=None):
     "The supply row (and the budget row): `(A, row_lower, row_upper)`."
-    if budget is None: return np.ones((1, n)), [-np.inf], [supply]
+    if budget is None:
+        return np.ones((1, n)), [-np.inf], [supply]
     return np.vstack([np.ones(n), np.asarray(cost, dtype=float)]), [-np.inf, -np.inf], [supply, budget]
 
+
 def _need_cost(need, cost, budget):
-    if budget is not None and cost is None: raise UrbanlabError("A transport budget needs a cost per unit for every unit (column 'cost_per_unit').")
+    if budget is not None and cost is None:
+        raise UrbanlabError("A transport budget needs a cost per unit for every unit (column 'cost_per_unit').")
     return np.asarray(need, dtype=float), (None if cost is None else np.asarray(cost, dtype=float))
 
 # %% ../nbs/45_allocate.ipynb #c024
 def poorness(needs: pd.DataFrame) -> np.ndarray:
     "The tie-break score: poverty share, else (5 - quintile)/4, else zeros."
-    if "poverty" in needs: return needs.poverty.to_numpy(dtype=float)
-    if "quintile" in needs: return (5 - needs.quintile.to_numpy(dtype=float))/4
+    if "poverty" in needs:
+        return needs.poverty.to_numpy(dtype=float)
+    if "quintile" in needs:
+        return (5 - needs.quintile.to_numpy(dtype=float)) / 4
     return np.zeros(len(needs))
 
 # %% ../nbs/45_allocate.ipynb #c026
 def solve_maxcover(need, supply: float, priority=None, cost=None, budget=None) -> LexResult:
     "Maximise the total need covered; among the optima, the most poorness-weighted coverage."
-    need, cost = _need_cost(need, cost, budget); n = len(need)
+    need, cost = _need_cost(need, cost, budget)
+    n = len(need)
     objs = [np.ones(n)] + ([np.asarray(priority, dtype=float)] if priority is not None and np.any(priority) else [])
     return solve_lexicographic(objs, np.zeros(n), need, *_rows(n, supply, cost, budget))
 
@@ -164,73 +241,110 @@ def solve_maxcover(need, supply: float, priority=None, cost=None, budget=None) -
 def maxmin_share(need, supply: float, cost=None, budget=None) -> float:
     "The largest share t of every unit's need that supply (and budget) allow: min(1, S/sum n, B/sum c n)."
     need, cost = _need_cost(need, cost, budget)
-    t = 1.0 if need.sum() == 0 else min(1.0, supply/need.sum())
-    if budget is not None and cost @ need > 0: t = min(t, budget/(cost @ need))
+    t = 1.0 if need.sum() == 0 else min(1.0, supply / need.sum())
+    if budget is not None and cost @ need > 0:
+        t = min(t, budget / (cost @ need))
     return t
+
 
 def solve_maxmin(need, supply: float, priority=None, cost=None, budget=None) -> LexResult:
     "Max-min fairness: the largest equal share t of every need, then the leftover for coverage (t kept)."
-    need, cost = _need_cost(need, cost, budget); n = len(need); t = maxmin_share(need, supply, cost, budget)
+    need, cost = _need_cost(need, cost, budget)
+    n = len(need)
+    t = maxmin_share(need, supply, cost, budget)
     objs = [np.ones(n)] + ([np.asarray(priority, dtype=float)] if priority is not None and np.any(priority) else [])
-    r = solve_lexicographic(objs, np.minimum(need*t*(1 - 1e-12), need), need, *_rows(n, supply, cost, budget))
+    r = solve_lexicographic(objs, np.minimum(need * t * (1 - 1e-12), need), need, *_rows(n, supply, cost, budget))
     return LexResult(r.x, [t] + r.values, r.status)
 
 # %% ../nbs/45_allocate.ipynb #c036
 def solve_equity(need, poverty, supply: float, cost=None, budget=None) -> LexResult:
     "Maximise need covered weighted by poverty share; then the total covered."
-    need, cost = _need_cost(need, cost, budget); n = len(need)
-    return solve_lexicographic([np.asarray(poverty, dtype=float), np.ones(n)], np.zeros(n), need, *_rows(n, supply, cost, budget))
+    need, cost = _need_cost(need, cost, budget)
+    n = len(need)
+    return solve_lexicographic(
+        [np.asarray(poverty, dtype=float), np.ones(n)], np.zeros(n), need, *_rows(n, supply, cost, budget)
+    )
 
 # %% ../nbs/45_allocate.ipynb #c040
 def priority_tiers(quintile, rural) -> np.ndarray:
     "The rule's tier of each unit: 1 = quintile 1-2 rural, 2 = quintile 1-2 urban, 3 = other rural, 4 = others."
-    poor = np.asarray(quintile) <= 2; rural = np.asarray(rural, dtype=bool)
+    poor = np.asarray(quintile) <= 2
+    rural = np.asarray(rural, dtype=bool)
     return np.where(poor, np.where(rural, 1, 2), np.where(rural, 3, 4))
+
 
 def fill_tiers(need, tier, supply: float, cost=None, budget=None) -> LexResult:
     "Fill the tiers in order (1 first), each proportionally to need, within supply and budget."
-    need, cost = _need_cost(need, cost, budget); x = np.zeros(len(need)); shares = []
+    need, cost = _need_cost(need, cost, budget)
+    x = np.zeros(len(need))
+    shares = []
     for k in (1, 2, 3, 4):
-        m = np.asarray(tier) == k; N = need[m].sum(); f = 1.0
-        if N > 0: f = min(f, supply/N)
-        if budget is not None and cost[m] @ need[m] > 0: f = min(f, budget/(cost[m] @ need[m]))
-        x[m] = f*need[m]; supply -= x[m].sum(); shares.append(f)
-        if budget is not None: budget -= cost[m] @ x[m]
+        m = np.asarray(tier) == k
+        N = need[m].sum()
+        f = 1.0
+        if N > 0:
+            f = min(f, supply / N)
+        if budget is not None and cost[m] @ need[m] > 0:
+            f = min(f, budget / (cost[m] @ need[m]))
+        x[m] = f * need[m]
+        supply -= x[m].sum()
+        shares.append(f)
+        if budget is not None:
+            budget -= cost[m] @ x[m]
         supply, budget = max(supply, 0.0), (None if budget is None else max(budget, 0.0))
     return LexResult(x, shares, "optimal")
 
 # %% ../nbs/45_allocate.ipynb #c044
 def round_allocation(x, need, priority=None, cost=None, budget=None) -> np.ndarray:
     "Whole items: floor `x`, then give the items left to the largest coverage losses, within need and budget."
-    x = np.asarray(x, dtype=float); need = np.asarray(need, dtype=float)
-    f = np.minimum(np.floor(x + 1e-6), need); left = int(np.floor(x.sum() + 1e-6) - f.sum())
-    if left <= 0: return f
-    rem = x - f; pri = np.zeros(len(x)) if priority is None else np.asarray(priority, dtype=float)
-    order = np.lexsort((np.arange(len(x)), -pri, -rem/np.where(need > 0, need, 1)))
+    x = np.asarray(x, dtype=float)
+    need = np.asarray(need, dtype=float)
+    f = np.minimum(np.floor(x + 1e-6), need)
+    left = int(np.floor(x.sum() + 1e-6) - f.sum())
+    if left <= 0:
+        return f
+    rem = x - f
+    pri = np.zeros(len(x)) if priority is None else np.asarray(priority, dtype=float)
+    order = np.lexsort((np.arange(len(x)), -pri, -rem / np.where(need > 0, need, 1)))
     order = order[(rem[order] > 1e-9) & (f[order] + 1 <= need[order] + 1e-9)]
-    if budget is None: f[order[:left]] += 1; return f
-    cost = np.asarray(cost, dtype=float); room = budget + 1e-6 - float(cost @ f)
-    k = min(left, int(np.searchsorted(np.cumsum(cost[order]), room, side="right")))   # the prefix that fits: taken at once
-    f[order[:k]] += 1; left -= k; room -= cost[order[:k]].sum()
-    for i in order[k:]:                                                                # then one by one, skipping what does not
-        if left == 0: break
-        if cost[i] <= room: f[i] += 1; left -= 1; room -= cost[i]
+    if budget is None:
+        f[order[:left]] += 1
+        return f
+    cost = np.asarray(cost, dtype=float)
+    room = budget + 1e-6 - float(cost @ f)
+    k = min(
+        left, int(np.searchsorted(np.cumsum(cost[order]), room, side="right"))
+    )  # the prefix that fits: taken at once
+    f[order[:k]] += 1
+    left -= k
+    room -= cost[order[:k]].sum()
+    for i in order[k:]:  # then one by one, skipping what does not
+        if left == 0:
+            break
+        if cost[i] <= room:
+            f[i] += 1
+            left -= 1
+            room -= cost[i]
     return f
 
 # %% ../nbs/45_allocate.ipynb #c047
 def gini(values, weights=None) -> float:
     "Gini coefficient of `values` (optionally weighted); 0 when all are equal or all zero."
-    a = np.asarray(values, dtype=float); w = np.ones(len(a)) if weights is None else np.asarray(weights, dtype=float)
-    o = np.argsort(a, kind="stable"); a, w = a[o], w[o]
+    a = np.asarray(values, dtype=float)
+    w = np.ones(len(a)) if weights is None else np.asarray(weights, dtype=float)
+    o = np.argsort(a, kind="stable")
+    a, w = a[o], w[o]
     total = w @ a
-    if len(a) == 0 or total <= 0: return 0.0
-    below_w, below_wa = np.cumsum(w) - w, np.cumsum(w*a) - w*a
-    return float((w*(a*below_w - below_wa)).sum()/(w.sum()*total))
+    if len(a) == 0 or total <= 0:
+        return 0.0
+    below_w, below_wa = np.cumsum(w) - w, np.cumsum(w * a) - w * a
+    return float((w * (a * below_w - below_wa)).sum() / (w.sum() * total))
 
 # %% ../nbs/45_allocate.ipynb #c050
 @dataclass
 class AllocationSummary:
     "What an allocation achieved (see the table above); `to_dict()` gives JSON-ready values."
+
     policy: str
     status: str
     units: int
@@ -251,115 +365,185 @@ class AllocationSummary:
 
     def to_dict(self) -> dict:
         "The fields as plain numbers (whole numbers as ints, shares rounded to 6 decimals)."
+
         def tidy(v):
             if isinstance(v, (float, np.floating)) and not isinstance(v, bool):
-                v = float(v); return int(v) if v.is_integer() and abs(v) < 2**53 else round(v, 6)
+                v = float(v)
+                return int(v) if v.is_integer() and abs(v) < 2**53 else round(v, 6)
             return v
+
         return {k: tidy(v) for k, v in asdict(self).items()}
+
 
 @dataclass
 class Allocation:
     "A solved allocation: the per-unit `table` and its `summary`."
+
     table: pd.DataFrame
     summary: AllocationSummary
 
-    def __repr__(self): return f"Allocation({self.summary.policy}: {self.summary.allocated:,.0f} of {self.summary.supply:,.0f} to {self.summary.units_served:,} units)"
+    def __repr__(self):
+        return f"Allocation({self.summary.policy}: {self.summary.allocated:,.0f} of {self.summary.supply:,.0f} to {self.summary.units_served:,} units)"
 
 # %% ../nbs/45_allocate.ipynb #c051
 def _solve(t: pd.DataFrame, supply, policy, budget) -> LexResult:
     need, pri = t.need.to_numpy(dtype=float), poorness(t)
     cost = t.cost_per_unit.to_numpy(dtype=float) if "cost_per_unit" in t else None
-    if policy == "maxcover": return solve_maxcover(need, supply, pri, cost, budget)
-    if policy == "maxmin": return solve_maxmin(need, supply, pri, cost, budget)
-    if policy == "equity": return solve_equity(need, t.poverty.to_numpy(dtype=float), supply, cost, budget)
+    if policy == "maxcover":
+        return solve_maxcover(need, supply, pri, cost, budget)
+    if policy == "maxmin":
+        return solve_maxmin(need, supply, pri, cost, budget)
+    if policy == "equity":
+        return solve_equity(need, t.poverty.to_numpy(dtype=float), supply, cost, budget)
     return fill_tiers(need, t.tier.to_numpy(), supply, cost, budget)
+
 
 def summarize(t: pd.DataFrame, policy: str, status: str, supply: float, budget, seconds: float) -> AllocationSummary:
     "The summary of an allocated table (columns `need`, `allocation`, optional `quintile`, `cost_per_unit`)."
-    need, x = t.need.to_numpy(dtype=float), t.allocation.to_numpy(dtype=float); has = need > 0
-    cov = x[has]/need[has]
+    need, x = t.need.to_numpy(dtype=float), t.allocation.to_numpy(dtype=float)
+    has = need > 0
+    cov = x[has] / need[has]
     q1 = t.quintile.to_numpy() == 1 if "quintile" in t else None
     unmet = None if q1 is None else float((need - x)[q1].sum())
     return AllocationSummary(
-        policy=policy, status=status, units=len(t), units_served=int((x > 1e-9).sum()),
-        supply=supply, allocated=float(x.sum()), unused=float(supply - x.sum()), need=float(need.sum()),
-        need_covered=float(x.sum()/need.sum()) if need.sum() else 1.0,
-        min_coverage=float(cov.min()) if has.any() else 1.0, mean_coverage=float(cov.mean()) if has.any() else 1.0,
-        gini_coverage=gini(cov), poorest_unmet=unmet,
-        poorest_unmet_share=None if unmet is None else (unmet/need[q1].sum() if need[q1].sum() else 0.0),
+        policy=policy,
+        status=status,
+        units=len(t),
+        units_served=int((x > 1e-9).sum()),
+        supply=supply,
+        allocated=float(x.sum()),
+        unused=float(supply - x.sum()),
+        need=float(need.sum()),
+        need_covered=float(x.sum() / need.sum()) if need.sum() else 1.0,
+        min_coverage=float(cov.min()) if has.any() else 1.0,
+        mean_coverage=float(cov.mean()) if has.any() else 1.0,
+        gini_coverage=gini(cov),
+        poorest_unmet=unmet,
+        poorest_unmet_share=None if unmet is None else (unmet / need[q1].sum() if need[q1].sum() else 0.0),
         cost=float(t.cost_per_unit.to_numpy(dtype=float) @ x) if "cost_per_unit" in t else None,
-        budget=budget, seconds=seconds)
+        budget=budget,
+        seconds=seconds,
+    )
 
-def allocate(needs: pd.DataFrame, supply: float = TABLETS, policy: str = "maxcover", budget: float | None = None,
-             whole: bool = True, source: str = "needs") -> Allocation:
+
+def allocate(
+    needs: pd.DataFrame,
+    supply: float = TABLETS,
+    policy: str = "maxcover",
+    budget: float | None = None,
+    whole: bool = True,
+    source: str = "needs",
+) -> Allocation:
     "Allocate `supply` across the units of `needs` by `policy` (maxcover, maxmin, equity, rule), within an optional transport budget."
-    policy = check_policy(policy); supply = check_supply(supply)
+    policy = check_policy(policy)
+    supply = check_supply(supply)
     budget = None if budget is None else check_supply(budget, "budget")
-    t = check_needs(needs, source); check_policy(policy, t, source)
+    t = check_needs(needs, source)
+    check_policy(policy, t, source)
     if budget is not None and "cost_per_unit" not in t:
-        raise UrbanlabError(f"{source}: a transport budget was given but the table has no 'cost_per_unit' column; {_EXPECTED}.")
-    if {"quintile", "rural"} <= set(t.columns): t["tier"] = priority_tiers(t.quintile, t.rural)
-    t0 = time.perf_counter(); r = _solve(t, supply, policy, budget)
-    if r.x is None: raise UrbanlabError(f"{source}: the {policy} LP has no solution ({r.status}).")
+        raise UrbanlabError(
+            f"{source}: a transport budget was given but the table has no 'cost_per_unit' column; {_EXPECTED}."
+        )
+    if {"quintile", "rural"} <= set(t.columns):
+        t["tier"] = priority_tiers(t.quintile, t.rural)
+    t0 = time.perf_counter()
+    r = _solve(t, supply, policy, budget)
+    if r.x is None:
+        raise UrbanlabError(f"{source}: the {policy} LP has no solution ({r.status}).")
     cost = t.cost_per_unit.to_numpy(dtype=float) if budget is not None else None
     x = round_allocation(r.x, t.need, poorness(t), cost, budget) if whole else np.clip(r.x, 0, t.need.to_numpy())
     seconds = time.perf_counter() - t0
     t["allocation"] = x
-    t["coverage"] = np.where(t.need > 0, x/np.where(t.need > 0, t.need, 1), np.nan)
+    t["coverage"] = np.where(t.need > 0, x / np.where(t.need > 0, t.need, 1), np.nan)
     t["unmet"] = t.need - x
     return Allocation(t, summarize(t, policy, r.status, supply, budget, seconds))
 
 # %% ../nbs/45_allocate.ipynb #c057
-def allocate_file(path: str | Path, supply: float = TABLETS, policy: str = "maxcover", budget: float | None = None,
-                  whole: bool = True) -> Allocation:
+def allocate_file(
+    path: str | Path, supply: float = TABLETS, policy: str = "maxcover", budget: float | None = None, whole: bool = True
+) -> Allocation:
     "Read and check a needs CSV, then `allocate` (errors name the file)."
-    check_policy(policy); check_supply(supply)
-    if budget is not None: check_supply(budget, "budget")
+    check_policy(policy)
+    check_supply(supply)
+    if budget is not None:
+        check_supply(budget, "budget")
     return allocate(_read_csv(Path(path)), supply, policy, budget, whole, source=str(path))
+
 
 def write_allocation(a: Allocation, path: str | Path) -> Path:
     "Write the per-unit allocation as CSV, atomically."
-    cols = [c for c in ["unit_id", "need", "allocation", "coverage", "unmet", "tier", "quintile", "rural", "poverty",
-                        "cost_per_unit"] if c in a.table]
+    cols = [
+        c
+        for c in [
+            "unit_id",
+            "need",
+            "allocation",
+            "coverage",
+            "unmet",
+            "tier",
+            "quintile",
+            "rural",
+            "poverty",
+            "cost_per_unit",
+        ]
+        if c in a.table
+    ]
     out = a.table[cols + [c for c in a.table if c not in cols]].copy()
-    for c in ["need", "allocation", "unmet"]:                 # whole items are written without ".0"
-        if (out[c] % 1 == 0).all(): out[c] = out[c].astype("int64")
-    with atomic_path(path) as tmp: out.to_csv(tmp, index=False)
+    for c in ["need", "allocation", "unmet"]:  # whole items are written without ".0"
+        if (out[c] % 1 == 0).all():
+            out[c] = out[c].astype("int64")
+    with atomic_path(path) as tmp:
+        out.to_csv(tmp, index=False)
     return Path(path)
 
 # %% ../nbs/45_allocate.ipynb #c060
 def poverty_quintiles(poverty, weights=None) -> np.ndarray:
     "Quintile 1..5 of each unit by poverty rate (1 = poorest), each holding about a fifth of `weights` (default: units)."
-    p = np.asarray(poverty, dtype=float); w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=float)
-    o = np.argsort(-p, kind="stable"); mid = np.cumsum(w[o]) - w[o]/2
-    q = np.empty(len(p), dtype=int); q[o] = np.clip(np.floor(mid/w.sum()*5).astype(int) + 1, 1, 5)
+    p = np.asarray(poverty, dtype=float)
+    w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=float)
+    o = np.argsort(-p, kind="stable")
+    mid = np.cumsum(w[o]) - w[o] / 2
+    q = np.empty(len(p), dtype=int)
+    q[o] = np.clip(np.floor(mid / w.sum() * 5).astype(int) + 1, 1, 5)
     return q
 
 # %% ../nbs/45_allocate.ipynb #68574665
-def pool_small(d: pd.DataFrame,       # one row per district: `ubigeo` and the count column `size`
-               k: int,                # smallest unit allowed
-               size: str = "learners" # the column counted
-              ) -> pd.Series:
+def pool_small(
+    d: pd.DataFrame,  # one row per district: `ubigeo` and the count column `size`
+    k: int,  # smallest unit allowed
+    size: str = "learners",  # the column counted
+) -> pd.Series:
     "Each row's allocation unit: its `ubigeo` from `k` up, else its department pool `DD0000`, else the national pool `000000`."
     unit = d.ubigeo.where(d[size] >= k, d.ubigeo.str[:2] + "0000")
     unit = unit.where(unit.map(d.groupby(unit)[size].sum()) >= k, "000000")
-    if 0 < d[size][unit == "000000"].sum() < k:    # even the national pool is small: it joins the largest pool
+    if 0 < d[size][unit == "000000"].sum() < k:  # even the national pool is small: it joins the largest pool
         sizes = d.groupby(unit)[size].sum().drop("000000")
         pools = sizes[sizes.index.str.endswith("0000")]
         unit = unit.replace("000000", (pools if len(pools) else sizes).idxmax())
     return unit
 
 # %% ../nbs/45_allocate.ipynb #871f3e58
-def nearest_hubs(districts: pd.DataFrame,  # `ubigeo` and capital `latitude`, `longitude`
-                 hubs: pd.DataFrame,       # distribution points: `name`, `latitude`, `longitude` (hubs or schools)
-                 cost_per_km: float = 0.0  # transport cost of one item per km
-                ) -> pd.DataFrame:
+def nearest_hubs(
+    districts: pd.DataFrame,  # `ubigeo` and capital `latitude`, `longitude`
+    hubs: pd.DataFrame,  # distribution points: `name`, `latitude`, `longitude` (hubs or schools)
+    cost_per_km: float = 0.0,  # transport cost of one item per km
+) -> pd.DataFrame:
     "Each district's nearest hub: `ubigeo`, `hub_id` (H01.. in `hubs` order), `hub`, `km_to_hub`, `cost_per_unit`."
     from urbanlab.features.need import nearest_target
+
     where, km = nearest_target(districts, hubs, "hubs")
     if (where < 0).any():
-        raise UrbanlabError(f"districts: {(where < 0).sum()} rows have no capital coordinates, e.g. ubigeo "
-                            f"{districts.ubigeo.iloc[np.flatnonzero(where < 0)[0]]}; expected latitude and longitude for every district.")
+        raise UrbanlabError(
+            f"districts: {(where < 0).sum()} rows have no capital coordinates, e.g. ubigeo "
+            f"{districts.ubigeo.iloc[np.flatnonzero(where < 0)[0]]}; expected latitude and longitude for every district."
+        )
     ids = np.array([f"H{i + 1:02d}" for i in range(len(hubs))])
-    return pd.DataFrame(dict(ubigeo=districts.ubigeo.to_numpy(), hub_id=ids[where], hub=hubs.name.to_numpy()[where],
-                             km_to_hub=km, cost_per_unit=km*check_supply(cost_per_km, "cost_per_km")))
+    return pd.DataFrame(
+        dict(
+            ubigeo=districts.ubigeo.to_numpy(),
+            hub_id=ids[where],
+            hub=hubs.name.to_numpy()[where],
+            km_to_hub=km,
+            cost_per_unit=km * check_supply(cost_per_km, "cost_per_km"),
+        )
+    )

@@ -15,152 +15,239 @@ __all__ = ['app', 'kfp_app', 'run', 'run_one_stage', 'params', 'validate', 'dvc_
            'kfp_submit', 'kfp_params', 'main']
 
 # %% ../nbs/90_cli.ipynb #c005
-app = typer.Typer(help="urbanlab: a research workbench for urban and community planning. "
-                       "Notebooks in nbs/ are the pipeline's stages; DVC runs them with papermill.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="urbanlab: a research workbench for urban and community planning. "
+    "Notebooks in nbs/ are the pipeline's stages; DVC runs them with papermill.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
 # %% ../nbs/90_cli.ipynb #c006
 @app.command()
-def run(force: bool = typer.Option(False, "--force", help="Run every stage even if nothing changed."),
-        stage: Optional[List[str]] = typer.Argument(None, help="Run only these stages (and what they need).")):
+def run(
+    force: bool = typer.Option(False, "--force", help="Run every stage even if nothing changed."),
+    stage: Optional[List[str]] = typer.Argument(None, help="Run only these stages (and what they need)."),
+):
     "Run the pipeline with DVC: each changed stage's notebook runs with papermill; ends by printing where the reports are."
     from urbanlab.pipeline.run import run_pipeline
+
     index = run_pipeline(force=force, targets=stage)
     typer.echo(f"\nReports: {index}" if index.exists() else "\nNo reports/index.html yet (run the report stage).")
 
 # %% ../nbs/90_cli.ipynb #c007
 @app.command("stage")
-def run_one_stage(name: str = typer.Argument(..., help="The stage to run, e.g. explore."),
-                  param: Optional[List[str]] = typer.Option(None, "-p", "--param", help="Override a parameter: key=value (value read as YAML).")):
+def run_one_stage(
+    name: str = typer.Argument(..., help="The stage to run, e.g. explore."),
+    param: Optional[List[str]] = typer.Option(
+        None, "-p", "--param", help="Override a parameter: key=value (value read as YAML)."
+    ),
+):
     "Run one stage's notebook now (what dvc.yaml calls): checks parameters, keeps the executed notebook and HTML in reports/stages/."
-    from urbanlab.pipeline.params import parse_assignments
+    from urbanlab.params import parse_assignments
     from urbanlab.pipeline.run import run_stage
+
     res = run_stage(name, parse_assignments(param))
-    typer.echo(f"Stage {name} done in {res.seconds:.1f} s: " + ", ".join(str(p.relative_to(project_root())) for p in res.outputs))
+    typer.echo(
+        f"Stage {name} done in {res.seconds:.1f} s: "
+        + ", ".join(str(p.relative_to(project_root())) for p in res.outputs)
+    )
 
 # %% ../nbs/90_cli.ipynb #c008
 @app.command()
 def params(name: str = typer.Argument(..., help="The stage whose parameters to list.")):
     "List a stage's declared parameters: name, type, default, allowed range, help."
-    from urbanlab.pipeline.params import notebook_params
+    from urbanlab.params import notebook_params
     from urbanlab.pipeline.stages import get_stage
+
     stage = get_stage(name)
-    for p in notebook_params(project_root()/stage.notebook).values():
-        if p.name in stage.reserved(): continue
+    for p in notebook_params(project_root() / stage.notebook).values():
+        if p.name in stage.reserved():
+            continue
         typer.echo(f"{p.name}: {p.type} = {p.default}    # {p.help}")
 
 # %% ../nbs/90_cli.ipynb #c009
 @app.command()
-def validate(path: Path = typer.Argument(..., help="The data file to check."),
-             kind: str = typer.Option(..., "--kind", "-k", help="What the file holds: districts, census, migration, ... (see the error for the list).")):
+def validate(
+    path: Path = typer.Argument(..., help="The data file to check."),
+    kind: str = typer.Option(
+        ..., "--kind", "-k", help="What the file holds: districts, census, migration, ... (see the error for the list)."
+    ),
+):
     "Check a data file against urbanlab's declared schema for its kind; exit 1 with the first problems if it fails."
     from urbanlab.data.schemas import validate_file
+
     df = validate_file(path, kind)
     typer.echo(f"OK: {path} is a valid {kind} file ({len(df):,} rows, {len(df.columns)} columns).")
 
 # %% ../nbs/90_cli.ipynb #c010
 @app.command("dvc-yaml")
-def dvc_yaml(check: bool = typer.Option(False, "--check", help="Fail if dvc.yaml is out of date instead of writing it.")):
+def dvc_yaml(
+    check: bool = typer.Option(False, "--check", help="Fail if dvc.yaml is out of date instead of writing it."),
+):
     "Write dvc.yaml from the stage declarations in urbanlab.pipeline.stages."
     from urbanlab.pipeline.stages import write_dvc_yaml
+
     typer.echo(f"{'Up to date' if check else 'Wrote'}: {write_dvc_yaml(check=check)}")
 
 # %% ../nbs/90_cli.ipynb #c012
 from .optimize.cli import locate_app
+
 app.add_typer(locate_app, name="locate")
 
 # %% ../nbs/90_cli.ipynb #c014
 from .models.cli import growth_app
+
 app.add_typer(growth_app, name="growth")
 
 # %% ../nbs/90_cli.ipynb #c014b
 @app.command("allocate")
-def allocate_cmd(needs: Path = typer.Option(..., "--needs", help="CSV: unit_id, need; optional poverty (share 0-1) or poverty_pct (0-100), rural (0/1), quintile (1-5, 1 = poorest), cost_per_unit."),
-                 supply: float = typer.Option(1_056_430, "--supply", help="Items to share (default 1,056,430: Peru's 2020 tablet purchase)."),
-                 policy: str = typer.Option("maxcover", "--policy", help="maxcover, maxmin, equity or rule (see urbanlab.allocate)."),
-                 budget: Optional[float] = typer.Option(None, "--budget", help="Transport budget: the sum of cost_per_unit x allocation stays within it."),
-                 out: Optional[Path] = typer.Option(None, "--out", help="Write the per-unit allocation to this CSV (atomically)."),
-                 fractional: bool = typer.Option(False, "--fractional", help="Keep the LP's fractional allocations (default: whole items)."),
-                 as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object.")):
+def allocate_cmd(
+    needs: Path = typer.Option(
+        ...,
+        "--needs",
+        help="CSV: unit_id, need; optional poverty (share 0-1) or poverty_pct (0-100), rural (0/1), quintile (1-5, 1 = poorest), cost_per_unit.",
+    ),
+    supply: float = typer.Option(
+        1_056_430, "--supply", help="Items to share (default 1,056,430: Peru's 2020 tablet purchase)."
+    ),
+    policy: str = typer.Option(
+        "maxcover", "--policy", help="maxcover, maxmin, equity or rule (see urbanlab.allocate)."
+    ),
+    budget: Optional[float] = typer.Option(
+        None, "--budget", help="Transport budget: the sum of cost_per_unit x allocation stays within it."
+    ),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the per-unit allocation to this CSV (atomically)."),
+    fractional: bool = typer.Option(
+        False, "--fractional", help="Keep the LP's fractional allocations (default: whole items)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+):
     "Share a limited supply across units by linear programming (HiGHS): maxcover, maxmin, equity or the priority rule."
     import json
     from urbanlab.allocate import allocate_file, write_allocation
+
     a = allocate_file(needs, supply, policy, budget, whole=not fractional)
-    if out is not None: typer.echo(f"Wrote {write_allocation(a, out)}", err=True)
+    if out is not None:
+        typer.echo(f"Wrote {write_allocation(a, out)}", err=True)
     s = a.summary
-    if as_json: typer.echo(json.dumps(s.to_dict())); return
+    if as_json:
+        typer.echo(json.dumps(s.to_dict()))
+        return
     q1 = "" if s.poorest_unmet is None else f"; quintile 1 unmet {s.poorest_unmet:,.0f} ({s.poorest_unmet_share:.1%})"
-    typer.echo(f"{s.policy}: {s.allocated:,.0f} of {s.supply:,.0f} to {s.units_served:,} of {s.units:,} units; need covered {s.need_covered:.1%}, "
-               f"coverage min {s.min_coverage:.3f} mean {s.mean_coverage:.3f}, Gini {s.gini_coverage:.3f}{q1}; {s.status} in {s.seconds:.3f} s")
+    typer.echo(
+        f"{s.policy}: {s.allocated:,.0f} of {s.supply:,.0f} to {s.units_served:,} of {s.units:,} units; need covered {s.need_covered:.1%}, "
+        f"coverage min {s.min_coverage:.3f} mean {s.mean_coverage:.3f}, Gini {s.gini_coverage:.3f}{q1}; {s.status} in {s.seconds:.3f} s"
+    )
 
 # %% ../nbs/90_cli.ipynb #c016
-kfp_app = typer.Typer(help="Run the stages as a Kubeflow Pipelines (KFP v2) pipeline: compile, run locally, submit.",
-                      no_args_is_help=True)
+kfp_app = typer.Typer(
+    help="Run the stages as a Kubeflow Pipelines (KFP v2) pipeline: compile, run locally, submit.", no_args_is_help=True
+)
 app.add_typer(kfp_app, name="kfp")
 
+
 @kfp_app.command("compile")
-def kfp_compile(image: str = typer.Option(None, help="The step image (default urbanlab:<version>); build it with the Dockerfile."),
-                pvc: Optional[str] = typer.Option(None, help="Mount this PersistentVolumeClaim at /mnt/urbanlab in every step."),
-                output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write (default pipelines/urbanlab.yaml).")):
+def kfp_compile(
+    image: str = typer.Option(None, help="The step image (default urbanlab:<version>); build it with the Dockerfile."),
+    pvc: Optional[str] = typer.Option(None, help="Mount this PersistentVolumeClaim at /mnt/urbanlab in every step."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Where to write (default pipelines/urbanlab.yaml)."
+    ),
+):
     "Compile the stages to a KFP v2 pipeline (pipelines/urbanlab.yaml); the same declarations always give the same bytes."
     from urbanlab.pipeline.kubeflow import DEFAULT_IMAGE, compile_pipeline
+
     typer.echo(f"Wrote {compile_pipeline(output, image=image or DEFAULT_IMAGE, pvc=pvc)}")
 
+
 @kfp_app.command("run")
-def kfp_run(local: bool = typer.Option(False, "--local", help="Run here with kfp.local (SubprocessRunner: no Docker, no cluster)."),
-            param: Optional[List[str]] = typer.Option(None, "-p", "--param", help="Set a pipeline parameter: stage.name=value (see `urbanlab kfp params`)."),
-            cache: bool = typer.Option(False, "--cache/--no-cache", help="Reuse results of identical steps (kfp.local's cache).")):
+def kfp_run(
+    local: bool = typer.Option(
+        False, "--local", help="Run here with kfp.local (SubprocessRunner: no Docker, no cluster)."
+    ),
+    param: Optional[List[str]] = typer.Option(
+        None, "-p", "--param", help="Set a pipeline parameter: stage.name=value (see `urbanlab kfp params`)."
+    ),
+    cache: bool = typer.Option(
+        False, "--cache/--no-cache", help="Reuse results of identical steps (kfp.local's cache)."
+    ),
+):
     "Run the compiled pipeline locally; it leaves the same data, reports and metrics as `urbanlab run`."
     from urbanlab.pipeline.kubeflow import pipeline_inputs, resolve_arguments, run_local
-    from urbanlab.pipeline.params import parse_assignments
-    if not local: raise UrbanlabError("Only --local runs here; to run on a cluster use `urbanlab kfp submit --host URL`.")
+    from urbanlab.params import parse_assignments
+
+    if not local:
+        raise UrbanlabError("Only --local runs here; to run on a cluster use `urbanlab kfp submit --host URL`.")
     args = resolve_arguments(parse_assignments(param), pipeline_inputs())
     run_local(args, cache=cache)
-    typer.echo(f"\nReports: {project_root()/'reports'/'index.html'}")
+    typer.echo(f"\nReports: {project_root() / 'reports' / 'index.html'}")
+
 
 @kfp_app.command("submit")
-def kfp_submit(host: str = typer.Option(..., help="The Kubeflow Pipelines address, e.g. http://localhost:8080."),
-               experiment: str = typer.Option("urbanlab", help="The KFP experiment to file the run under."),
-               param: Optional[List[str]] = typer.Option(None, "-p", "--param", help="Set a pipeline parameter: stage.name=value."),
-               package: Optional[Path] = typer.Option(None, help="The compiled pipeline (default pipelines/urbanlab.yaml).")):
+def kfp_submit(
+    host: str = typer.Option(..., help="The Kubeflow Pipelines address, e.g. http://localhost:8080."),
+    experiment: str = typer.Option("urbanlab", help="The KFP experiment to file the run under."),
+    param: Optional[List[str]] = typer.Option(
+        None, "-p", "--param", help="Set a pipeline parameter: stage.name=value."
+    ),
+    package: Optional[Path] = typer.Option(None, help="The compiled pipeline (default pipelines/urbanlab.yaml)."),
+):
     "Submit a run to a Kubeflow Pipelines installation; parameters are checked before anything is sent."
     from urbanlab.pipeline.kubeflow import submit
-    from urbanlab.pipeline.params import parse_assignments
+    from urbanlab.params import parse_assignments
+
     run_id = submit(host, parse_assignments(param), experiment, package=package)
-    typer.echo(f"Submitted run {run_id} to {host} (experiment {experiment!r}); its reports are the steps' HTML artifacts.")
+    typer.echo(
+        f"Submitted run {run_id} to {host} (experiment {experiment!r}); its reports are the steps' HTML artifacts."
+    )
+
 
 @kfp_app.command("params")
 def kfp_params():
     "List the pipeline's parameters: name, type and default (stage parameters, resources, spark_master, data_root)."
     from urbanlab.pipeline.kubeflow import pipeline_inputs
+
     for i in pipeline_inputs().values():
         typer.echo(f"{i.name.replace('__', '.', 1)}: {i.param.type} = {i.default!r}    # {i.param.help}")
 
 # %% ../nbs/90_cli.ipynb #c015r
-from .reports.cli import report_command, report_help
-app.command("report", help=report_help(), no_args_is_help=False)(report_command)
+from .reports.cli import LazyHelp, report_command
+
+app.command("report", cls=LazyHelp, no_args_is_help=False)(report_command)
 
 # %% ../nbs/90_cli.ipynb #c015a
 # `urbanlab app` (the explorers as a Voila web app) and `urbanlab lab` (JupyterLab): defined in urbanlab.reports.app.
 from .reports import app as _explorer_app
+
 app.command("app")(_explorer_app.app)
 app.command("lab")(_explorer_app.lab)
 
 # %% ../nbs/90_cli.ipynb #c017
 def main(args: list[str] | None = None) -> int:
     "Entry point of the `urbanlab` command."
-    try: return app(args=args, standalone_mode=False) or 0
+    try:
+        return app(args=args, standalone_mode=False) or 0
     except UrbanlabError as e:
-        typer.secho(f"error: {e}", err=True, fg="red"); return 1
-    except click.exceptions.Exit as e: return e.exit_code
+        typer.secho(f"error: {e}", err=True, fg="red")
+        return 1
+    except click.exceptions.Exit as e:
+        return e.exit_code
     except click.ClickException as e:
-        e.show(); return e.exit_code
+        e.show()
+        return e.exit_code
     except click.exceptions.Abort:
-        typer.echo("Aborted.", err=True); return 130
+        typer.echo("Aborted.", err=True)
+        return 130
 
 # %% ../nbs/90_cli.ipynb #c018
 def _in_ipython() -> bool:
-    try: get_ipython; return True  # defined only inside IPython and Jupyter
-    except NameError: return False
+    try:
+        get_ipython
+        return True  # defined only inside IPython and Jupyter
+    except NameError:
+        return False
 
-if __name__ == "__main__" and not _in_ipython(): sys.exit(main())
+
+if __name__ == "__main__" and not _in_ipython():
+    sys.exit(main())

@@ -27,60 +27,91 @@ EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG), for great-circle distan
 
 # %% ../nbs/00_core.ipynb #c007
 def _is_root(d: Path) -> bool:
-    ini = d/"settings.ini"
+    ini = d / "settings.ini"
     return ini.is_file() and "lib_name = urbanlab" in ini.read_text(encoding="utf-8")
+
 
 def project_root(start: str | Path | None = None) -> Path:
     "The urbanlab project folder: `$URBANLAB_ROOT`, else the nearest parent of `start` (default: cwd) with urbanlab's settings.ini."
-    if os.environ.get("URBANLAB_ROOT"): return Path(os.environ["URBANLAB_ROOT"]).resolve()
+    if os.environ.get("URBANLAB_ROOT"):
+        return Path(os.environ["URBANLAB_ROOT"]).resolve()
     here = Path(start or Path.cwd()).resolve()
     for d in [here, *here.parents]:
-        if _is_root(d): return d
-    raise UrbanlabError(f"No urbanlab project found in {here} or its parents (looked for settings.ini with lib_name = urbanlab).")
+        if _is_root(d):
+            return d
+    raise UrbanlabError(
+        f"No urbanlab project found in {here} or its parents (looked for settings.ini with lib_name = urbanlab)."
+    )
 
 # %% ../nbs/00_core.ipynb #c010
-LAYOUT = dict(raw="data/raw", interim="data/interim", processed="data/processed", models="models",
-              reports="reports", metrics="metrics", plots="plots", nbs="nbs", pipelines="pipelines")
+LAYOUT = dict(
+    raw="data/raw",
+    interim="data/interim",
+    processed="data/processed",
+    models="models",
+    reports="reports",
+    metrics="metrics",
+    plots="plots",
+    nbs="nbs",
+    pipelines="pipelines",
+)
+
 
 def project_path(kind: str, *parts: str, root: str | Path | None = None) -> Path:
     "Path of `parts` inside the project folder `kind` (one of `LAYOUT`)."
-    if kind not in LAYOUT: raise UrbanlabError(f"Unknown project folder {kind!r}; expected one of {sorted(LAYOUT)}.")
-    return Path(root or project_root())/LAYOUT[kind]/Path(*parts)
+    if kind not in LAYOUT:
+        raise UrbanlabError(f"Unknown project folder {kind!r}; expected one of {sorted(LAYOUT)}.")
+    return Path(root or project_root()) / LAYOUT[kind] / Path(*parts)
+
 
 def require_outputs(paths, what: str = "This step") -> list[Path]:
     "`paths` as a list if every one exists, else an `UrbanlabError` naming the missing ones and telling the user to run the pipeline."
     missing = [str(p) for p in paths if not Path(p).exists()]
-    if missing: raise UrbanlabError(f"{what} needs pipeline outputs that are missing: {', '.join(missing)}. "
-                                    "Run the pipeline first: `urbanlab run` (or `make run`), then try again.")
+    if missing:
+        raise UrbanlabError(
+            f"{what} needs pipeline outputs that are missing: {', '.join(missing)}. "
+            "Run the pipeline first: `urbanlab run` (or `make run`), then try again."
+        )
     return [Path(p) for p in paths]
 
 # %% ../nbs/00_core.ipynb #c013
-_UMASK = os.umask(0o022); os.umask(_UMASK)   # read the process umask (os.umask can only set it)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read the process umask (os.umask can only set it)
+
 
 @contextmanager
 def atomic_path(path: str | Path):
     "Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent); os.close(fd)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)        # mkstemp makes it private; a finished file gets the usual mode
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; a finished file gets the usual mode
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp): os.remove(tmp)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
     "Write `text` to `path` atomically."
-    with atomic_path(path) as tmp: Path(tmp).write_text(text, encoding="utf-8")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
     return Path(path)
 
 # %% ../nbs/00_core.ipynb #c016
 def replace_dir(src: str | Path, dest: str | Path) -> Path:
     "Move the finished folder (or file) `src` to `dest`, replacing what was there."
-    src, dest = Path(src), Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
+    src, dest = Path(src), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     old = dest.with_name(f".{dest.name}.old")
-    if old.exists(): shutil.rmtree(old) if old.is_dir() else old.unlink()
-    if dest.exists() or dest.is_symlink(): os.replace(dest, old)
+    if old.exists():
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    if dest.exists() or dest.is_symlink():
+        os.replace(dest, old)
     os.replace(src, dest)
-    if old.exists(): shutil.rmtree(old) if old.is_dir() else old.unlink()
+    if old.exists():
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
     return dest

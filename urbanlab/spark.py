@@ -29,6 +29,7 @@ logger.javautils.name = org.apache.spark.network.util.JavaUtils
 logger.javautils.level = off
 """
 
+
 def spark_master(master: str | None = None) -> str:
     "The Spark master URL to use: `master`, else `$URBANLAB_SPARK_MASTER`, else `local[*]`."
     return master or os.environ.get("URBANLAB_SPARK_MASTER") or DEFAULT_MASTER
@@ -38,14 +39,21 @@ def spark_session(master: str | None = None, app_name: str = "urbanlab", **conf)
     "A Spark session on `spark_master(master)`; `conf` adds Spark settings (`spark_sql_shuffle_partitions=8` -> `spark.sql.shuffle.partitions`)."
     os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     url = spark_master(master)
-    if url.startswith("local"): os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if url.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
-    log_conf = Path(tempfile.gettempdir())/"urbanlab-log4j2.properties"
-    if not log_conf.exists() or log_conf.read_text() != LOG4J2: write_text_atomic(log_conf, LOG4J2)
-    b = (SparkSession.builder.master(url).appName(app_name)
-         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log_conf}")
-         .config("spark.ui.showConsoleProgress", "false")
-         .config("spark.sql.shuffle.partitions", "8")
-         .config("spark.sql.session.timeZone", "UTC"))
-    for k, v in conf.items(): b = b.config(k.replace("_", "."), str(v))
+
+    log_conf = Path(tempfile.gettempdir()) / "urbanlab-log4j2.properties"
+    if not log_conf.exists() or log_conf.read_text() != LOG4J2:
+        write_text_atomic(log_conf, LOG4J2)
+    b = (
+        SparkSession.builder.master(url)
+        .appName(app_name)
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log_conf}")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.sql.session.timeZone", "UTC")
+    )
+    for k, v in conf.items():
+        b = b.config(k.replace("_", "."), str(v))
     return b.getOrCreate()

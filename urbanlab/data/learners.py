@@ -5,7 +5,7 @@
 # %% ../../nbs/12_data.learners.ipynb #c002
 from __future__ import annotations
 import shutil, tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,78 +25,92 @@ __all__ = ['LEARNER_COLUMNS', 'district_inputs', 'load_inputs', 'allocate_learne
            'write_learners', 'read_learners', 'load_learners', 'suppress_small_groups']
 
 # %% ../../nbs/12_data.learners.ipynb #c006
-def district_inputs(census: pd.DataFrame,    # from `load_census`
-                    districts: pd.DataFrame, # from `load_districts`
-                    places: pd.DataFrame     # from `load_populated_places`
-                   ) -> pd.DataFrame:
+def district_inputs(
+    census: pd.DataFrame,  # from `load_census`
+    districts: pd.DataFrame,  # from `load_districts`
+    places: pd.DataFrame,  # from `load_populated_places`
+) -> pd.DataFrame:
     "Per census district: `ubigeo`, `population_5plus`, `poverty_pct`, `hdi_2019`, `rural_place_share`."
-    d = census[["ubigeo", "population_5plus"]].merge(districts[["ubigeo", "poverty_pct", "hdi_2019"]], on="ubigeo", how="left")
+    d = census[["ubigeo", "population_5plus"]].merge(
+        districts[["ubigeo", "poverty_pct", "hdi_2019"]], on="ubigeo", how="left"
+    )
     rural = 1 - places.groupby("ubigeo").is_urban.mean().rename("rural_place_share")
     d = d.merge(rural, left_on="ubigeo", right_index=True, how="left")
-    fill = dict(poverty_pct=d.poverty_pct.median(), hdi_2019=d.hdi_2019.median(), rural_place_share=d.rural_place_share.median())
+    fill = dict(
+        poverty_pct=d.poverty_pct.median(), hdi_2019=d.hdi_2019.median(), rural_place_share=d.rural_place_share.median()
+    )
     return d.fillna(fill).astype(dict(ubigeo=str, population_5plus="int64")).sort_values("ubigeo", ignore_index=True)
+
 
 def load_inputs(root=None) -> pd.DataFrame:
     "`district_inputs` of the project's raw files."
     return district_inputs(load_census(root), load_districts(root), load_populated_places(root))
 
 # %% ../../nbs/12_data.learners.ipynb #c010
-def allocate_learners(weights,   # one non-negative weight per district
-                      total: int # learners to share out
-                     ) -> np.ndarray:
+def allocate_learners(
+    weights,  # one non-negative weight per district
+    total: int,  # learners to share out
+) -> np.ndarray:
     "Whole learners per district, proportional to `weights`, adding up to `total` (largest remainders)."
     w = np.asarray(weights, dtype=float)
-    if total < 0 or w.sum() <= 0: raise UrbanlabError(f"Cannot share {total} learners over weights summing to {w.sum()}.")
-    exact = total*w/w.sum(); n = np.floor(exact).astype(np.int64)
-    n[np.argsort(-(exact - n), kind="stable")[:total - n.sum()]] += 1
+    if total < 0 or w.sum() <= 0:
+        raise UrbanlabError(f"Cannot share {total} learners over weights summing to {w.sum()}.")
+    exact = total * w / w.sum()
+    n = np.floor(exact).astype(np.int64)
+    n[np.argsort(-(exact - n), kind="stable")[: total - n.sum()]] += 1
     return n
 
 # %% ../../nbs/12_data.learners.ipynb #c013
 @dataclass
 class LearnerModel:
     "Every number the generator uses; calibrated intercepts are filled by `calibrate`."
-    total: int = 8_000_000           # learners in the country
-    rural_share: float = 0.207       # INEI 2017: share of the population in rural places
-    no_device_share: float = 0.12    # MINEDU 2020: students with no device of any kind
-    connectivity_share: float = 0.24 # OECD 2020: households with home internet
-    materials_share: float = 0.70    # ASSUMED: learners with printed materials
-    rural_welfare_gap: float = 0.4   # delta: rural learners' welfare below their district's (SD)
-    hdi_ref: float = 0.45            # h0, the HDI the rules are centred on
-    no_device: tuple = (-0.55, 0.9, -3.0)    # per quintile step, rural, per unit HDI
-    connectivity: tuple = (0.6, -1.2, 3.0, -1.0) # per quintile step, rural, per unit HDI, no device
-    materials: tuple = (0.4, 1.5, 0.3)       # rural, per unit HDI, no connectivity
-    secondary_weight: tuple = (0.9, 0.75)    # each secundaria grade's weight for urban, rural learners
-    school_size: tuple = (200, 50)           # learners per urban, rural synthetic school
-    label_noise: float = 0.03        # chance that each label is flipped
+
+    total: int = 8_000_000  # learners in the country
+    rural_share: float = 0.207  # INEI 2017: share of the population in rural places
+    no_device_share: float = 0.12  # MINEDU 2020: students with no device of any kind
+    connectivity_share: float = 0.24  # OECD 2020: households with home internet
+    materials_share: float = 0.70  # ASSUMED: learners with printed materials
+    rural_welfare_gap: float = 0.4  # delta: rural learners' welfare below their district's (SD)
+    hdi_ref: float = 0.45  # h0, the HDI the rules are centred on
+    no_device: tuple = (-0.55, 0.9, -3.0)  # per quintile step, rural, per unit HDI
+    connectivity: tuple = (0.6, -1.2, 3.0, -1.0)  # per quintile step, rural, per unit HDI, no device
+    materials: tuple = (0.4, 1.5, 0.3)  # rural, per unit HDI, no connectivity
+    secondary_weight: tuple = (0.9, 0.75)  # each secundaria grade's weight for urban, rural learners
+    school_size: tuple = (200, 50)  # learners per urban, rural synthetic school
+    label_noise: float = 0.03  # chance that each label is flipped
     # solved by `calibrate`
-    place_ratio: float = np.nan      # K: learners in an urban place per learner in a rural place
-    cutoffs: tuple = ()              # c1..c4, national quintile cut-offs of welfare z
-    intercepts: tuple = ()           # a0, a1, a2
+    place_ratio: float = np.nan  # K: learners in an urban place per learner in a rural place
+    cutoffs: tuple = ()  # c1..c4, national quintile cut-offs of welfare z
+    intercepts: tuple = ()  # a0, a1, a2
 
     @property
-    def calibrated(self) -> bool: return len(self.intercepts) == 3
+    def calibrated(self) -> bool:
+        return len(self.intercepts) == 3
 
 # %% ../../nbs/12_data.learners.ipynb #c015
 def _bisect(f, lo: float, hi: float, n: int = 80) -> float:
     "The root of the increasing function `f` in [lo, hi]."
     for _ in range(n):
-        mid = (lo + hi)/2
+        mid = (lo + hi) / 2
         lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
-    return (lo + hi)/2
+    return (lo + hi) / 2
+
 
 def rural_probability(s, K: float) -> np.ndarray:
     "Share of learners who are rural in a district whose share of rural places is `s`, urban places holding `K` times more."
     s = np.asarray(s, dtype=float)
-    return s/(s + K*(1 - s))
+    return s / (s + K * (1 - s))
+
 
 def welfare_mean(poverty_pct, rural, pi, gap: float) -> np.ndarray:
     "Mean latent welfare of a learner: -Phi^-1(poverty) - gap (rural - pi)."
-    return -ndtri(np.clip(np.asarray(poverty_pct, dtype=float)/100, 0.005, 0.995)) - gap*(rural - pi)
+    return -ndtri(np.clip(np.asarray(poverty_pct, dtype=float) / 100, 0.005, 0.995)) - gap * (rural - pi)
 
 # %% ../../nbs/12_data.learners.ipynb #c017
 def _cells(inp: pd.DataFrame, m: LearnerModel) -> pd.DataFrame:
     "Every (district, rural, quintile) cell with its learner weight and the district's HDI."
-    w = inp.population_5plus.to_numpy(float); w = w/w.sum()
+    w = inp.population_5plus.to_numpy(float)
+    w = w / w.sum()
     pi = rural_probability(inp.rural_place_share, m.place_ratio)
     rows = []
     for r in (0, 1):
@@ -104,118 +118,177 @@ def _cells(inp: pd.DataFrame, m: LearnerModel) -> pd.DataFrame:
         edges = np.r_[-np.inf, m.cutoffs, np.inf]
         for q in range(1, 6):
             pq_ = ndtr(edges[q] - mu) - ndtr(edges[q - 1] - mu)
-            rows.append(pd.DataFrame(dict(w=w*np.where(r, pi, 1 - pi)*pq_, q=q, r=r, h=inp.hdi_2019.to_numpy(float))))
+            rows.append(
+                pd.DataFrame(dict(w=w * np.where(r, pi, 1 - pi) * pq_, q=q, r=r, h=inp.hdi_2019.to_numpy(float)))
+            )
     return pd.concat(rows, ignore_index=True)
 
-def calibrate(inputs: pd.DataFrame,               # from `district_inputs`: the whole country
-              model: LearnerModel | None = None   # the numbers to start from
-             ) -> LearnerModel:
+
+def calibrate(
+    inputs: pd.DataFrame,  # from `district_inputs`: the whole country
+    model: LearnerModel | None = None,  # the numbers to start from
+) -> LearnerModel:
     "`model` with K, the quintile cut-offs and the three intercepts solved on the country's districts."
     m = LearnerModel() if model is None else LearnerModel(**{**model.__dict__})
-    w = inputs.population_5plus.to_numpy(float); w = w/w.sum(); s = inputs.rural_place_share.to_numpy(float)
+    w = inputs.population_5plus.to_numpy(float)
+    w = w / w.sum()
+    s = inputs.rural_place_share.to_numpy(float)
     m.place_ratio = np.exp(_bisect(lambda lk: m.rural_share - w @ rural_probability(s, np.exp(lk)), -10, 15))
     pi = rural_probability(s, m.place_ratio)
     mus = [welfare_mean(inputs.poverty_pct, r, pi, m.rural_welfare_gap) for r in (0, 1)]
-    wr = [w*(1 - pi), w*pi]
+    wr = [w * (1 - pi), w * pi]
     cdf = lambda c: sum(wi @ ndtr(c - mu) for wi, mu in zip(wr, mus))
-    m.cutoffs = tuple(_bisect(lambda c: cdf(c) - k/5, -12, 12) for k in range(1, 5))
-    c = _cells(inputs, m); x = (c.q - 3).to_numpy(); r = c.r.to_numpy(); h = (c.h - m.hdi_ref).to_numpy(); w = c.w.to_numpy()
+    m.cutoffs = tuple(_bisect(lambda c: cdf(c) - k / 5, -12, 12) for k in range(1, 5))
+    c = _cells(inputs, m)
+    x = (c.q - 3).to_numpy()
+    r = c.r.to_numpy()
+    h = (c.h - m.hdi_ref).to_numpy()
+    w = c.w.to_numpy()
     b = m.no_device
-    a0 = _bisect(lambda a: w @ expit(a + b[0]*x + b[1]*r + b[2]*h) - m.no_device_share, -30, 30)
-    p_none = expit(a0 + b[0]*x + b[1]*r + b[2]*h)
-    b = m.connectivity; base = b[0]*x + b[1]*r + b[2]*h
-    conn = lambda a: (1 - p_none)*expit(a + base) + p_none*expit(a + base + b[3])
+    a0 = _bisect(lambda a: w @ expit(a + b[0] * x + b[1] * r + b[2] * h) - m.no_device_share, -30, 30)
+    p_none = expit(a0 + b[0] * x + b[1] * r + b[2] * h)
+    b = m.connectivity
+    base = b[0] * x + b[1] * r + b[2] * h
+    conn = lambda a: (1 - p_none) * expit(a + base) + p_none * expit(a + base + b[3])
     a1 = _bisect(lambda a: w @ conn(a) - m.connectivity_share, -30, 30)
-    p_conn = conn(a1); b = m.materials; base = b[0]*r + b[1]*h
-    mat = lambda a: p_conn*expit(a + base) + (1 - p_conn)*expit(a + base + b[2])
+    p_conn = conn(a1)
+    b = m.materials
+    base = b[0] * r + b[1] * h
+    mat = lambda a: p_conn * expit(a + base) + (1 - p_conn) * expit(a + base + b[2])
     m.intercepts = (a0, a1, _bisect(lambda a: w @ mat(a) - m.materials_share, -30, 30))
     return m
 
 # %% ../../nbs/12_data.learners.ipynb #c020
-LEARNER_COLUMNS = ["learner_id", "ubigeo", "school_id", "grade", "rural", "poverty_quintile", "has_device",
-                   "has_connectivity", "has_printed_materials", "usage_hours_week", "past_score", "needs_device",
-                   "needs_connectivity", "needs_materials", "tablet_target", "synthetic"]
+LEARNER_COLUMNS = [
+    "learner_id",
+    "ubigeo",
+    "school_id",
+    "grade",
+    "rural",
+    "poverty_quintile",
+    "has_device",
+    "has_connectivity",
+    "has_printed_materials",
+    "usage_hours_week",
+    "past_score",
+    "needs_device",
+    "needs_connectivity",
+    "needs_materials",
+    "tablet_target",
+    "synthetic",
+]
+
 
 def _grades(rng, rural: np.ndarray, m: LearnerModel) -> np.ndarray:
     "Grades 1..11, secundaria (7..11) weighted down, more so for rural learners."
     out = np.empty(len(rural), dtype=np.int8)
     for r in (0, 1):
-        p = np.r_[np.ones(6), np.full(5, m.secondary_weight[r])]; idx = np.flatnonzero(rural == r)
-        out[idx] = rng.choice(np.arange(1, 12, dtype=np.int8), size=len(idx), p=p/p.sum())
+        p = np.r_[np.ones(6), np.full(5, m.secondary_weight[r])]
+        idx = np.flatnonzero(rural == r)
+        out[idx] = rng.choice(np.arange(1, 12, dtype=np.int8), size=len(idx), p=p / p.sum())
     return out
+
 
 def _schools(rng, ubigeo: np.ndarray, n: np.ndarray, pi: np.ndarray, rural: np.ndarray, m: LearnerModel):
     "A dictionary array of school ids: `{ubigeo}-U001` / `-R001`, each learner in a school of its district and kind."
-    counts = [np.where(n*(1 - pi) > 0, np.ceil(n*(1 - pi)/m.school_size[0]), 0).astype(int),
-              np.where(n*pi > 0, np.ceil(n*pi/m.school_size[1]), 0).astype(int)]
-    names, offset = [], np.zeros((2, len(n)), dtype=np.int64); k = 0
+    counts = [
+        np.where(n * (1 - pi) > 0, np.ceil(n * (1 - pi) / m.school_size[0]), 0).astype(int),
+        np.where(n * pi > 0, np.ceil(n * pi / m.school_size[1]), 0).astype(int),
+    ]
+    names, offset = [], np.zeros((2, len(n)), dtype=np.int64)
+    k = 0
     for i, u in enumerate(ubigeo):
         for r, tag in ((0, "U"), (1, "R")):
-            offset[r, i] = k; names += [f"{u}-{tag}{j + 1:03d}" for j in range(counts[r][i])]; k += counts[r][i]
+            offset[r, i] = k
+            names += [f"{u}-{tag}{j + 1:03d}" for j in range(counts[r][i])]
+            k += counts[r][i]
     d = np.repeat(np.arange(len(n)), n)
     size = np.maximum(np.stack(counts)[rural, d], 1)
-    code = offset[rural, d] + np.floor(rng.random(len(d))*size).astype(np.int64)
+    code = offset[rural, d] + np.floor(rng.random(len(d)) * size).astype(np.int64)
     return pa.DictionaryArray.from_arrays(pa.array(code, pa.int32()), pa.array(names, pa.string()))
+
 
 def _flip(rng, label: np.ndarray, noise: float) -> np.ndarray:
     "`label` with each value flipped with probability `noise`."
     return label ^ (rng.random(len(label)) < noise)
 
 # %% ../../nbs/12_data.learners.ipynb #c021
-def generate_chunk(inputs: pd.DataFrame, # some rows of `district_inputs`
-                   n: np.ndarray,       # learners in each of those districts
-                   model: LearnerModel, # calibrated
-                   rng: np.random.Generator,
-                   first_id: int = 0    # learner number of the first row
-                  ) -> pa.Table:
+def generate_chunk(
+    inputs: pd.DataFrame,  # some rows of `district_inputs`
+    n: np.ndarray,  # learners in each of those districts
+    model: LearnerModel,  # calibrated
+    rng: np.random.Generator,
+    first_id: int = 0,  # learner number of the first row
+) -> pa.Table:
     "SYNTHETIC learners of the districts `inputs`, `n[i]` in the i-th, as an arrow table (`LEARNER_COLUMNS`)."
-    m, n = model, np.asarray(n, dtype=np.int64); N = int(n.sum())
-    if not m.calibrated: raise UrbanlabError("The learner model is not calibrated: pass it through `calibrate` first.")
+    m, n = model, np.asarray(n, dtype=np.int64)
+    N = int(n.sum())
+    if not m.calibrated:
+        raise UrbanlabError("The learner model is not calibrated: pass it through `calibrate` first.")
     d = np.repeat(np.arange(len(n)), n)
     pi_d = rural_probability(inputs.rural_place_share.to_numpy(float), m.place_ratio)
     pov, h = inputs.poverty_pct.to_numpy(float)[d], inputs.hdi_2019.to_numpy(float)[d] - m.hdi_ref
-    rural = rng.random(N) < pi_d[d]; r = rural.astype(float)
+    rural = rng.random(N) < pi_d[d]
+    r = rural.astype(float)
     z = welfare_mean(pov, r, pi_d[d], m.rural_welfare_gap) + rng.standard_normal(N)
-    q = (np.searchsorted(np.asarray(m.cutoffs), z) + 1).astype(np.int8); x = q - 3.0
+    q = (np.searchsorted(np.asarray(m.cutoffs), z) + 1).astype(np.int8)
+    x = q - 3.0
     (a0, a1, a2), b0, b1, b2 = m.intercepts, m.no_device, m.connectivity, m.materials
-    device = rng.random(N) >= expit(a0 + b0[0]*x + b0[1]*r + b0[2]*h)
-    conn = rng.random(N) < expit(a1 + b1[0]*x + b1[1]*r + b1[2]*h + b1[3]*~device)
-    printed = rng.random(N) < expit(a2 + b2[0]*r + b2[1]*h + b2[2]*~conn)
-    hours = np.where(device, np.minimum(rng.gamma(2.0, np.maximum(4 + 6*conn + 0.5*x, 1)/2), 40), 0.0).round(1)
-    score = np.clip(rng.normal(12 + 0.4*x + 4*h - 0.6*r + 0.3*device, 2.5), 0, 20).round(1)
+    device = rng.random(N) >= expit(a0 + b0[0] * x + b0[1] * r + b0[2] * h)
+    conn = rng.random(N) < expit(a1 + b1[0] * x + b1[1] * r + b1[2] * h + b1[3] * ~device)
+    printed = rng.random(N) < expit(a2 + b2[0] * r + b2[1] * h + b2[2] * ~conn)
+    hours = np.where(device, np.minimum(rng.gamma(2.0, np.maximum(4 + 6 * conn + 0.5 * x, 1) / 2), 40), 0.0).round(1)
+    score = np.clip(rng.normal(12 + 0.4 * x + 4 * h - 0.6 * r + 0.3 * device, 2.5), 0, 20).round(1)
     grade = _grades(rng, rural.astype(np.int8), m)
     low = hours < 1
-    labels = dict(needs_device=~device | (device & low), needs_connectivity=~conn | (device & conn & low),
-                  needs_materials=~printed & (~device | ~conn | (score < 11)))
+    labels = dict(
+        needs_device=~device | (device & low),
+        needs_connectivity=~conn | (device & conn & low),
+        needs_materials=~printed & (~device | ~conn | (score < 11)),
+    )
     labels = {k: _flip(rng, v, m.label_noise) for k, v in labels.items()}
     ub = inputs.ubigeo.to_numpy(str)
     ids = pc.utf8_lpad(pc.cast(pa.array(np.arange(first_id, first_id + N) + 1), pa.string()), 8, "0")
-    cols = dict(learner_id=pc.binary_join_element_wise("L", ids, ""),
-                ubigeo=pa.DictionaryArray.from_arrays(pa.array(d, pa.int32()), pa.array(ub, pa.string())),
-                school_id=_schools(rng, ub, n, pi_d, rural.astype(np.int64), m), grade=grade, rural=rural,
-                poverty_quintile=q, has_device=device, has_connectivity=conn, has_printed_materials=printed,
-                usage_hours_week=hours, past_score=score, **labels, tablet_target=(grade >= 4) & (q <= 2),
-                synthetic=np.ones(N, dtype=bool))
+    cols = dict(
+        learner_id=pc.binary_join_element_wise("L", ids, ""),
+        ubigeo=pa.DictionaryArray.from_arrays(pa.array(d, pa.int32()), pa.array(ub, pa.string())),
+        school_id=_schools(rng, ub, n, pi_d, rural.astype(np.int64), m),
+        grade=grade,
+        rural=rural,
+        poverty_quintile=q,
+        has_device=device,
+        has_connectivity=conn,
+        has_printed_materials=printed,
+        usage_hours_week=hours,
+        past_score=score,
+        **labels,
+        tablet_target=(grade >= 4) & (q <= 2),
+        synthetic=np.ones(N, dtype=bool),
+    )
     return pa.table({k: cols[k] for k in LEARNER_COLUMNS})
 
 # %% ../../nbs/12_data.learners.ipynb #c027
 def chunk_plan(n: np.ndarray, chunk_rows: int) -> list[np.ndarray]:
     "Consecutive district positions grouped so each group holds about `chunk_rows` learners (one big district alone)."
-    ends = np.cumsum(n); bounds = np.searchsorted(ends, np.arange(chunk_rows, ends[-1], chunk_rows), side="left") + 1
+    ends = np.cumsum(n)
+    bounds = np.searchsorted(ends, np.arange(chunk_rows, ends[-1], chunk_rows), side="left") + 1
     return [g for g in np.split(np.arange(len(n)), np.unique(bounds[bounds < len(n)])) if len(g)]
 
-def generate_learners(inputs: pd.DataFrame,          # from `district_inputs`; the districts to draw
-                      total: int = 8_000_000,        # learners in `inputs` together
-                      seed: int = 0,
-                      model: LearnerModel | None = None, # calibrated on the whole country (default: on `inputs`)
-                      chunk_rows: int = 500_000
-                     ):
+
+def generate_learners(
+    inputs: pd.DataFrame,  # from `district_inputs`; the districts to draw
+    total: int = 8_000_000,  # learners in `inputs` together
+    seed: int = 0,
+    model: LearnerModel | None = None,  # calibrated on the whole country (default: on `inputs`)
+    chunk_rows: int = 500_000,
+):
     "Yield arrow tables of SYNTHETIC learners, chunk by chunk, `total` in all."
     model = model if model is not None and model.calibrated else calibrate(inputs, model)
     n, first = allocate_learners(inputs.population_5plus, total), 0
     for i, g in enumerate(chunk_plan(n, chunk_rows)):
         yield generate_chunk(inputs.iloc[g], n[g], model, np.random.default_rng([seed, i]), first)
         first += int(n[g].sum())
+
 
 def sample_learners(inputs: pd.DataFrame, total: int, seed: int = 0, model: LearnerModel | None = None) -> pd.DataFrame:
     "A SYNTHETIC learner table in memory (for samples; `write_learners` for the country)."
@@ -227,24 +300,36 @@ def _write_chunk(table: pa.Table, folder: Path, i: int) -> int:
     dept = pc.utf8_slice_codeunits(table.column("ubigeo").cast(pa.string()), 0, 2).to_numpy(zero_copy_only=False)
     cuts = np.flatnonzero(dept[1:] != dept[:-1]) + 1
     for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(dept)]):
-        part = folder/f"department={dept[a]}"; part.mkdir(exist_ok=True)
-        pq.write_table(table.slice(a, b - a), part/f"part-{i:05d}.parquet")
+        part = folder / f"department={dept[a]}"
+        part.mkdir(exist_ok=True)
+        pq.write_table(table.slice(a, b - a), part / f"part-{i:05d}.parquet")
     return table.num_rows
 
-def write_learners(path: str | Path,                # the folder to write (replaced when done)
-                   inputs: pd.DataFrame,            # from `district_inputs`
-                   total: int = 8_000_000, seed: int = 0, model: LearnerModel | None = None,
-                   chunk_rows: int = 500_000, progress: bool = True) -> Path:
+
+def write_learners(
+    path: str | Path,  # the folder to write (replaced when done)
+    inputs: pd.DataFrame,  # from `district_inputs`
+    total: int = 8_000_000,
+    seed: int = 0,
+    model: LearnerModel | None = None,
+    chunk_rows: int = 500_000,
+    progress: bool = True,
+) -> Path:
     "Write `total` SYNTHETIC learners as department-partitioned parquet at `path`, atomically."
     from tqdm.auto import tqdm
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         with tqdm(total=total, unit="learner", unit_scale=True, desc="SYNTHETIC learners", disable=not progress) as bar:
-            for i, t in enumerate(generate_learners(inputs, total, seed, model, chunk_rows)): bar.update(_write_chunk(t, tmp, i))
+            for i, t in enumerate(generate_learners(inputs, total, seed, model, chunk_rows)):
+                bar.update(_write_chunk(t, tmp, i))
         return replace_dir(tmp, path)
     finally:
-        if tmp.exists(): shutil.rmtree(tmp)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
 
 def read_learners(path: str | Path) -> pd.DataFrame:
     "The learner table written by `write_learners` (with its `department` partition column)."
@@ -253,19 +338,22 @@ def read_learners(path: str | Path) -> pd.DataFrame:
 # %% ../../nbs/12_data.learners.ipynb #c037
 def load_learners(path: str | Path) -> pd.DataFrame:
     "A learner CSV (an LMS export, or the synthetic table written as CSV), validated; flags as booleans."
-    if not path: raise UrbanlabError("Learners have no default file: pass the CSV of learner records to use.")
+    if not path:
+        raise UrbanlabError("Learners have no default file: pass the CSV of learner records to use.")
     df = validate_file(path, "learners")
     flags = [c for c, col in get_kind("learners").schema.columns.items() if col.dtype is None and c in df.columns]
     return df.astype(dict.fromkeys(flags, bool))
 
 # %% ../../nbs/12_data.learners.ipynb #c040
-def suppress_small_groups(table: pd.DataFrame,      # one row per group, with figures
-                          count_col: str = "learners", # the column with each group's number of learners
-                          k: int = 10,               # smallest group whose figures are published
-                          keep: tuple | list = ()    # numeric key columns never blanked
-                         ) -> pd.DataFrame:
+def suppress_small_groups(
+    table: pd.DataFrame,  # one row per group, with figures
+    count_col: str = "learners",  # the column with each group's number of learners
+    k: int = 10,  # smallest group whose figures are published
+    keep: tuple | list = (),  # numeric key columns never blanked
+) -> pd.DataFrame:
     "`table` with every numeric figure of groups under `k` learners set to NaN and a `suppressed` column."
-    if count_col not in table.columns: raise UrbanlabError(f"No column {count_col!r} with the learners of each group.")
+    if count_col not in table.columns:
+        raise UrbanlabError(f"No column {count_col!r} with the learners of each group.")
     small = table[count_col].to_numpy() < k
     figures = [c for c in table.select_dtypes("number").columns if c not in keep]
     out = table.astype(dict.fromkeys(figures, "float64"))

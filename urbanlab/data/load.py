@@ -4,7 +4,7 @@
 
 # %% ../../nbs/11_data.load.ipynb #c002
 from __future__ import annotations
-import json
+import json, tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,69 +19,110 @@ __all__ = ['PLACE_NAMES', 'CENSUS_NAMES', 'MIGRATION_NAMES', 'PLACES_NAMES', 'PO
            'INTERIM_TABLES', 'SAMPLED_TABLES', 'raw_file', 'tidy_columns', 'load_districts', 'load_provinces',
            'load_departments', 'load_census', 'load_migration', 'load_populated_places', 'repair_geometries',
            'load_district_polygons', 'tidy_wup', 'load_wup_cities', 'load_facilities', 'JoinReport', 'compare_codes',
-           'format_join_report', 'join_report', 'sample_rows', 'write_parquet', 'build_interim']
+           'format_join_report', 'join_report', 'sample_rows', 'write_parquet', 'build_interim', 'interim_or_sample']
 
 # %% ../../nbs/11_data.load.ipynb #c005
-def raw_file(kind: str,                      # one of `urbanlab.data.schemas.KINDS`
-             path: str | Path | None = None, # a user's file to read instead
-             root: str | Path | None = None  # the project folder (default: found from the working directory)
-            ) -> Path:
+def raw_file(
+    kind: str,  # one of `urbanlab.data.schemas.KINDS`
+    path: str | Path | None = None,  # a user's file to read instead
+    root: str | Path | None = None,  # the project folder (default: found from the working directory)
+) -> Path:
     "The file a loader reads for `kind`: `path` when given, else the kind's file under data/raw."
     return Path(path) if path is not None else project_path("raw", get_kind(kind).path, root=root)
 
 # %% ../../nbs/11_data.load.ipynb #c008
-def tidy_columns(df: pd.DataFrame, # a validated frame
-                 names: dict       # old name -> new name, in the order wanted
-                ) -> pd.DataFrame:
+def tidy_columns(
+    df: pd.DataFrame,  # a validated frame
+    names: dict,  # old name -> new name, in the order wanted
+) -> pd.DataFrame:
     "The columns `names` of `df`, renamed, with text columns as `string` dtype."
     out = df[list(names)].rename(columns=names)
-    return out.astype(dict.fromkeys(out.columns[out.dtypes == object], "string"))
+    return out.astype(dict.fromkeys(out.select_dtypes("object").columns, "string"))
 
 # %% ../../nbs/11_data.load.ipynb #c011
-PLACE_NAMES = dict(inei="ubigeo", reniec="ubigeo_reniec", departamento="department", provincia="province",
-                   distrito="district", region="region", macroregion_inei="macroregion_inei",
-                   macroregion_minsa="macroregion_minsa", iso_3166_2="iso_3166_2", fips="fips", capital="capital",
-                   superficie="area_km2", pob_densidad_2020="density_2020", altitude="altitude_m",
-                   latitude="latitude", longitude="longitude", indice_densidad_estado="state_density_index",
-                   indice_vulnerabilidad_alimentaria="food_vulnerability", idh_2019="hdi_2019",
-                   pct_pobreza_total="poverty_pct", pct_pobreza_extrema="extreme_poverty_pct")
+PLACE_NAMES = dict(
+    inei="ubigeo",
+    reniec="ubigeo_reniec",
+    departamento="department",
+    provincia="province",
+    distrito="district",
+    region="region",
+    macroregion_inei="macroregion_inei",
+    macroregion_minsa="macroregion_minsa",
+    iso_3166_2="iso_3166_2",
+    fips="fips",
+    capital="capital",
+    superficie="area_km2",
+    pob_densidad_2020="density_2020",
+    altitude="altitude_m",
+    latitude="latitude",
+    longitude="longitude",
+    indice_densidad_estado="state_density_index",
+    indice_vulnerabilidad_alimentaria="food_vulnerability",
+    idh_2019="hdi_2019",
+    pct_pobreza_total="poverty_pct",
+    pct_pobreza_extrema="extreme_poverty_pct",
+)
+
 
 def _load_places(kind: str, root, path) -> pd.DataFrame:
     "A validated district, province or department table with English names."
     df = validate_file(raw_file(kind, path, root), kind)
     return tidy_columns(df, {k: v for k, v in PLACE_NAMES.items() if k in df.columns})
 
+
 def load_districts(root=None, path=None) -> pd.DataFrame:
     "Peru's 1,893 districts: codes, names, capital, area, density, coordinates, HDI, poverty (19 newest are empty)."
     return _load_places("districts", root, path)
 
+
 def load_provinces(root=None, path=None) -> pd.DataFrame:
     "Peru's 196 provinces with the same indicators as the districts."
     return _load_places("provinces", root, path)
+
 
 def load_departments(root=None, path=None) -> pd.DataFrame:
     "Peru's 25 departments with the same indicators as the districts."
     return _load_places("departments", root, path)
 
 # %% ../../nbs/11_data.load.ipynb #c014
-CENSUS_NAMES = dict(ubigeo="ubigeo", label="label", pop_total_2017="population", pop_5plus="population_5plus",
-                    pop_under5="population_under5", same_district_5y_ago="stayers_5y", in_migrants_5y="in_migrants_5y")
+CENSUS_NAMES = dict(
+    ubigeo="ubigeo",
+    label="label",
+    pop_total_2017="population",
+    pop_5plus="population_5plus",
+    pop_under5="population_under5",
+    same_district_5y_ago="stayers_5y",
+    in_migrants_5y="in_migrants_5y",
+)
+
 
 def load_census(root=None, path=None) -> pd.DataFrame:
     "2017 census population by district (`ubigeo`): total, aged 5+, under 5, stayers and in-migrants over 5 years."
     return tidy_columns(validate_file(raw_file("census", path, root), "census"), CENSUS_NAMES)
 
 # %% ../../nbs/11_data.load.ipynb #c017
-MIGRATION_NAMES = dict(dest_ubigeo="dest_ubigeo", origin_ubigeo="origin_ubigeo", origin_label="origin_label",
-                       persons="persons")
+MIGRATION_NAMES = dict(
+    dest_ubigeo="dest_ubigeo", origin_ubigeo="origin_ubigeo", origin_label="origin_label", persons="persons"
+)
+
 
 def load_migration(root=None, path=None) -> pd.DataFrame:
     "People aged 5+ in 2017 by destination district and place of residence 5 years before."
     return tidy_columns(validate_file(raw_file("migration", path, root), "migration"), MIGRATION_NAMES)
 
 # %% ../../nbs/11_data.load.ipynb #c019
-PLACES_NAMES = dict(inei_ccpp="ccpp_code", inei_distrito="ubigeo", departamento="department", provincia="province",
-                    distrito="district", ccpp="name", latitude="latitude", longitude="longitude")
+PLACES_NAMES = dict(
+    inei_ccpp="ccpp_code",
+    inei_distrito="ubigeo",
+    departamento="department",
+    provincia="province",
+    distrito="district",
+    ccpp="name",
+    latitude="latitude",
+    longitude="longitude",
+)
+
 
 def load_populated_places(root=None, path=None) -> pd.DataFrame:
     "INEI populated places: `ccpp_code`, district `ubigeo`, names, `is_urban`, latitude and longitude."
@@ -89,14 +130,18 @@ def load_populated_places(root=None, path=None) -> pd.DataFrame:
     return tidy_columns(df, PLACES_NAMES).assign(is_urban=df.tipo.eq("Urban"))
 
 # %% ../../nbs/11_data.load.ipynb #c021
-def repair_geometries(gdf): # a GeoDataFrame
+def repair_geometries(gdf):  # a GeoDataFrame
     "`gdf` with invalid geometries made valid; missing geometries stay missing."
     bad = gdf.geometry.notna() & ~gdf.geometry.is_valid
-    out = gdf.copy(); out.loc[bad, out.geometry.name] = gdf.geometry[bad].make_valid()
+    out = gdf.copy()
+    out.loc[bad, out.geometry.name] = gdf.geometry[bad].make_valid()
     return out
 
 # %% ../../nbs/11_data.load.ipynb #c023
-POLYGON_NAMES = dict(IDDIST="ubigeo", NOMBDEP="department", NOMBPROV="province", NOMBDIST="district", geometry="geometry")
+POLYGON_NAMES = dict(
+    IDDIST="ubigeo", NOMBDEP="department", NOMBPROV="province", NOMBDIST="district", geometry="geometry"
+)
+
 
 def load_district_polygons(root=None, path=None):
     "District polygons as a GeoDataFrame in EPSG:4326 keyed by `ubigeo`, invalid geometries repaired."
@@ -106,19 +151,36 @@ def load_district_polygons(root=None, path=None):
 
 # %% ../../nbs/11_data.load.ipynb #c026
 LAST_ESTIMATE_YEAR = 2015
-WUP_NAMES = {"City Code": "city_code", "Country Code": "country_code", "Country or area": "country",
-             "Urban Agglomeration": "city", "Latitude": "latitude", "Longitude": "longitude"}
+WUP_NAMES = {
+    "City Code": "city_code",
+    "Country Code": "country_code",
+    "Country or area": "country",
+    "Urban Agglomeration": "city",
+    "Latitude": "latitude",
+    "Longitude": "longitude",
+}
+
 
 def tidy_wup(df: pd.DataFrame) -> pd.DataFrame:
     "A validated WUP table as one row per city and year: population in persons, projections flagged."
-    long = df.melt(id_vars=list(WUP_NAMES), value_vars=[c for c in df.columns if c.isdigit()],
-                   var_name="year", value_name="thousands")
+    long = df.melt(
+        id_vars=list(WUP_NAMES),
+        value_vars=[c for c in df.columns if c.isdigit()],
+        var_name="year",
+        value_name="thousands",
+    )
     long = tidy_columns(long, WUP_NAMES | dict(year="year", thousands="thousands"))
     year = long.year.astype("int64")
-    return (long.drop(columns="thousands")
-                .assign(year=year, population=(long.thousands * 1000).round().astype("int64"),
-                        is_projection=year > LAST_ESTIMATE_YEAR)
-                .sort_values(["city_code", "year"], ignore_index=True))
+    return (
+        long.drop(columns="thousands")
+        .assign(
+            year=year,
+            population=(long.thousands * 1000).round().astype("int64"),
+            is_projection=year > LAST_ESTIMATE_YEAR,
+        )
+        .sort_values(["city_code", "year"], ignore_index=True)
+    )
+
 
 def load_wup_cities(root=None, path=None, annual: bool = False) -> pd.DataFrame:
     "WUP 2018 cities of 300,000+ by year (every 5 years, or every year if `annual`), population in persons."
@@ -128,7 +190,8 @@ def load_wup_cities(root=None, path=None, annual: bool = False) -> pd.DataFrame:
 # %% ../../nbs/11_data.load.ipynb #96647226
 def load_facilities(path: str | Path) -> pd.DataFrame:
     "A user's CSV of schools or facilities: `name`, `latitude`, `longitude` (optional `ubigeo`, `kind`), validated."
-    if not path: raise UrbanlabError("Facilities have no default file: pass the CSV of schools or facilities to use.")
+    if not path:
+        raise UrbanlabError("Facilities have no default file: pass the CSV of schools or facilities to use.")
     df = validate_file(raw_file("facilities", path), "facilities")
     return tidy_columns(df, {c: c for c in ["name", "ubigeo", "kind", "latitude", "longitude"] if c in df.columns})
 
@@ -136,13 +199,20 @@ def load_facilities(path: str | Path) -> pd.DataFrame:
 @dataclass
 class JoinReport:
     "District codes across tables: how many in each, in all, and the groups found in only some tables."
-    sizes: dict[str, int]                 # distinct codes in each table
-    in_all: int                           # codes found in every table
-    groups: list[dict]                    # codes not in every table, grouped by the tables they are in: `found_in`, `missing_from`, `count`, `codes`
+
+    sizes: dict[str, int]  # distinct codes in each table
+    in_all: int  # codes found in every table
+    groups: list[
+        dict
+    ]  # codes not in every table, grouped by the tables they are in: `found_in`, `missing_from`, `count`, `codes`
     notes: dict[str, int] = field(default_factory=dict)  # rows without a code, polygons without a geometry
 
-    def to_dict(self) -> dict: return asdict(self)
-    def __str__(self) -> str: return format_join_report(self)
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return format_join_report(self)
+
 
 def compare_codes(tables: dict[str, pd.Series]) -> JoinReport:
     "Compare the codes of each named table: sizes, codes in all, and the codes found in only some tables."
@@ -150,64 +220,94 @@ def compare_codes(tables: dict[str, pd.Series]) -> JoinReport:
     every, groups = set.intersection(*sets.values()), {}
     for code in sorted(set.union(*sets.values()) - every):
         groups.setdefault(tuple(n for n in sets if code in sets[n]), []).append(code)
-    return JoinReport({n: len(s) for n, s in sets.items()}, len(every),
-                      [dict(found_in=list(k), missing_from=[n for n in sets if n not in k], count=len(v), codes=v)
-                       for k, v in sorted(groups.items(), key=lambda kv: -len(kv[1]))])
+    return JoinReport(
+        {n: len(s) for n, s in sets.items()},
+        len(every),
+        [
+            dict(found_in=list(k), missing_from=[n for n in sets if n not in k], count=len(v), codes=v)
+            for k, v in sorted(groups.items(), key=lambda kv: -len(kv[1]))
+        ],
+    )
 
 # %% ../../nbs/11_data.load.ipynb #c032
-def format_join_report(r: JoinReport, # a report from `compare_codes` or `join_report`
-                       n: int = 8      # codes shown per group
-                      ) -> str:
+def format_join_report(
+    r: JoinReport,  # a report from `compare_codes` or `join_report`
+    n: int = 8,  # codes shown per group
+) -> str:
     "The report as readable lines."
     sizes = ", ".join(f"{k} {v:,}" for k, v in r.sizes.items())
     lines = [f"District codes: {sizes}; in all {len(r.sizes)}: {r.in_all:,}"]
     for g in r.groups:
         more = ", ..." if g["count"] > n else ""
-        lines.append(f"  in {' + '.join(g['found_in'])} but not {' or '.join(g['missing_from'])}: "
-                     f"{g['count']:,} ({', '.join(g['codes'][:n])}{more})")
+        lines.append(
+            f"  in {' + '.join(g['found_in'])} but not {' or '.join(g['missing_from'])}: "
+            f"{g['count']:,} ({', '.join(g['codes'][:n])}{more})"
+        )
     lines += [f"  {k.replace('_', ' ')}: {v:,}" for k, v in r.notes.items() if v]
     return "\n".join(lines)
 
 # %% ../../nbs/11_data.load.ipynb #c035
-def join_report(census: pd.DataFrame,    # from `load_census`
-                districts: pd.DataFrame, # from `load_districts`
-                polygons: pd.DataFrame,  # from `load_district_polygons`
-                key: str = "ubigeo"      # the code column of all three
-               ) -> JoinReport:
+def join_report(
+    census: pd.DataFrame,  # from `load_census`
+    districts: pd.DataFrame,  # from `load_districts`
+    polygons: pd.DataFrame,  # from `load_district_polygons`
+    key: str = "ubigeo",  # the code column of all three
+) -> JoinReport:
     "How the district codes of the census, the district table and the polygons line up."
     tables = dict(census=census, districts=districts, polygons=polygons)
     r = compare_codes({n: t[key] for n, t in tables.items()})
     r.notes = {f"{n}_rows_without_code": int(t[key].isna().sum()) for n, t in tables.items()}
-    if hasattr(polygons, "geometry"): r.notes["polygons_without_geometry"] = int(polygons.geometry.isna().sum())
+    if hasattr(polygons, "geometry"):
+        r.notes["polygons_without_geometry"] = int(polygons.geometry.isna().sum())
     return r
 
 # %% ../../nbs/11_data.load.ipynb #c038
-INTERIM_TABLES = dict(districts=load_districts, provinces=load_provinces, census=load_census, migration=load_migration,
-                      populated_places=load_populated_places, district_polygons=load_district_polygons,
-                      wup_cities=load_wup_cities)
-SAMPLED_TABLES = ("migration", "populated_places", "wup_cities")   # the big ones `max_rows` cuts
+INTERIM_TABLES = dict(
+    districts=load_districts,
+    provinces=load_provinces,
+    census=load_census,
+    migration=load_migration,
+    populated_places=load_populated_places,
+    district_polygons=load_district_polygons,
+    wup_cities=load_wup_cities,
+)
+SAMPLED_TABLES = ("migration", "populated_places", "wup_cities")  # the big ones `max_rows` cuts
+
 
 def sample_rows(df: pd.DataFrame, max_rows: int) -> pd.DataFrame:
     "The first `max_rows` rows of `df`, plus every row of Peru's cities in a UN table (the analyses need them)."
     keep = np.arange(len(df)) < max_rows
-    if "country" in df.columns: keep |= (df.country == "Peru").to_numpy()
+    if "country" in df.columns:
+        keep |= (df.country == "Peru").to_numpy()
     return df[keep]
+
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
     "Write `df` to `path` as parquet (GeoParquet for a GeoDataFrame), atomically."
-    with atomic_path(path) as tmp: df.to_parquet(tmp, index=False)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
     return Path(path)
 
 # %% ../../nbs/11_data.load.ipynb #c039
-def build_interim(out_dir: str | Path,              # folder to write into (the stage's staging folder)
-                  max_rows: int = 0,                # >0: keep only the first N rows of the big tables (a fast sample for tests)
-                  root: str | Path | None = None    # project folder whose data/raw is read
-                 ) -> dict[str, Path]:
+def build_interim(
+    out_dir: str | Path,  # folder to write into (the stage's staging folder)
+    max_rows: int = 0,  # >0: keep only the first N rows of the big tables (a fast sample for tests)
+    root: str | Path | None = None,  # project folder whose data/raw is read
+) -> dict[str, Path]:
     "Validate every raw file, write the tidy tables and `join_report.json` into `out_dir`; their paths by name."
-    for kind in ("departments", "wup_annual"): validate_file(raw_file(kind, root=root), kind)
+    for kind in ("departments", "wup_annual"):
+        validate_file(raw_file(kind, root=root), kind)
     frames = {name: load(root=root) for name, load in INTERIM_TABLES.items()}
-    if max_rows > 0: frames |= {n: sample_rows(frames[n], max_rows) for n in SAMPLED_TABLES}
-    out = {n: write_parquet(f, Path(out_dir)/f"{n}.parquet") for n, f in frames.items()}
+    if max_rows > 0:
+        frames |= {n: sample_rows(frames[n], max_rows) for n in SAMPLED_TABLES}
+    out = {n: write_parquet(f, Path(out_dir) / f"{n}.parquet") for n, f in frames.items()}
     report = join_report(frames["census"], frames["districts"], frames["district_polygons"])
-    out["join_report"] = write_text_atomic(Path(out_dir)/"join_report.json", json.dumps(report.to_dict(), indent=1))
+    out["join_report"] = write_text_atomic(Path(out_dir) / "join_report.json", json.dumps(report.to_dict(), indent=1))
     return out
+
+# %% ../../nbs/11_data.load.ipynb #26581e3e
+def interim_or_sample(interim_dir: str | Path = "", max_rows: int = 3000) -> Path:
+    "`interim_dir`, or when it is empty a sample of the interim tables (`max_rows` rows) built in a temporary folder."
+    if interim_dir:
+        return Path(interim_dir)
+    return Path(build_interim(Path(tempfile.mkdtemp()) / "interim", max_rows=max_rows)["census"]).parent

@@ -29,41 +29,67 @@ class DataValidationError(UrbanlabError):
     "A data file does not match its schema; the message names the file, the column, the rows and what was expected."
 
 # %% ../../nbs/10_data.schemas.ipynb #c007
-def code_column(digits: int, # how many digits the code has
-                **kw) -> pa.Column:
+def code_column(
+    digits: int,  # how many digits the code has
+    **kw,
+) -> pa.Column:
     "A column of `digits`-digit code strings such as INEI's `010101`."
     return pa.Column(str, pa.Check.str_matches(rf"^\d{{{digits}}}$", error=f"a {digits}-digit code string"), **kw)
 
-def number_column(lo: float | None = None, # smallest allowed value
-                  hi: float | None = None, # largest allowed value
-                  dtype: str = "float64", **kw) -> pa.Column:
+
+def number_column(
+    lo: float | None = None,  # smallest allowed value
+    hi: float | None = None,  # largest allowed value
+    dtype: str = "float64",
+    **kw,
+) -> pa.Column:
     "A numeric column, parsed (coerced) to `dtype`, with values in [`lo`, `hi`]."
-    if lo is not None and hi is not None: chk = pa.Check.in_range(lo, hi, error=f"between {lo} and {hi}")
-    elif lo is not None: chk = pa.Check.ge(lo, error=f">= {lo}")
-    else: chk = []
+    if lo is not None and hi is not None:
+        chk = pa.Check.in_range(lo, hi, error=f"between {lo} and {hi}")
+    elif lo is not None:
+        chk = pa.Check.ge(lo, error=f">= {lo}")
+    else:
+        chk = []
     return pa.Column(dtype, chk, coerce=True, **kw)
+
 
 def text_column(**kw) -> pa.Column:
     "A column of free text."
     return pa.Column(str, **kw)
 
 # %% ../../nbs/10_data.schemas.ipynb #c010
-def latitude(**kw) -> pa.Column: return number_column(-90, 90, **kw)
-def longitude(**kw) -> pa.Column: return number_column(-180, 180, **kw)
-def count(**kw) -> pa.Column: return number_column(0, dtype="int64", **kw)
-def percent(**kw) -> pa.Column: return number_column(0, 100, **kw)
-def unit_index(**kw) -> pa.Column: return number_column(0, 1, **kw)
+def latitude(**kw) -> pa.Column:
+    return number_column(-90, 90, **kw)
+
+
+def longitude(**kw) -> pa.Column:
+    return number_column(-180, 180, **kw)
+
+
+def count(**kw) -> pa.Column:
+    return number_column(0, dtype="int64", **kw)
+
+
+def percent(**kw) -> pa.Column:
+    return number_column(0, 100, **kw)
+
+
+def unit_index(**kw) -> pa.Column:
+    return number_column(0, 1, **kw)
 
 # %% ../../nbs/10_data.schemas.ipynb #c012
-def read_csv_codes(path: str | Path, # a .csv or .csv.gz file
-                   codes: tuple = ()   # columns read as strings
-                  ) -> pd.DataFrame:
+def read_csv_codes(
+    path: str | Path,  # a .csv or .csv.gz file
+    codes: tuple = (),  # columns read as strings
+) -> pd.DataFrame:
     "Read a CSV with the `codes` columns as strings and `S.I.` as missing."
     return pd.read_csv(path, dtype=dict.fromkeys(codes, str), na_values=["S.I."], encoding="utf-8")
+
 
 def read_geojson(path: str | Path) -> pd.DataFrame:
     "Read a GeoJSON file into a GeoDataFrame."
     import geopandas as gpd
+
     return gpd.read_file(path, engine="pyogrio").reset_index(drop=True)
 
 # %% ../../nbs/10_data.schemas.ipynb #c014
@@ -73,7 +99,8 @@ def csv_record_lines(path: str | Path) -> list[int]:
     with opener(path, "rt", encoding="utf-8", newline="") as f:
         r, starts, end = csv.reader(f), [], 0
         for rec in r:
-            if rec: starts.append(end + 1)
+            if rec:
+                starts.append(end + 1)
             end = r.line_num
     return starts[1:]
 
@@ -81,18 +108,33 @@ def csv_record_lines(path: str | Path) -> list[int]:
 def _place_columns(nullable: bool) -> dict:
     "Columns shared by the district, province and department tables."
     n = dict(nullable=nullable)
-    return dict(departamento=text_column(), iso_3166_2=pa.Column(str, pa.Check.str_matches(r"^PE-[A-Z]{3}$", error="an ISO 3166-2 code like PE-LIM")),
-                fips=code_column(2), capital=text_column(**n), superficie=number_column(0, **n),
-                pob_densidad_2020=number_column(0, **n), altitude=number_column(-500, 9000, **n),
-                latitude=latitude(**n), longitude=longitude(**n), indice_vulnerabilidad_alimentaria=unit_index(**n),
-                idh_2019=unit_index(**n), pct_pobreza_total=percent(**n), pct_pobreza_extrema=percent(**n))
+    return dict(
+        departamento=text_column(),
+        iso_3166_2=pa.Column(str, pa.Check.str_matches(r"^PE-[A-Z]{3}$", error="an ISO 3166-2 code like PE-LIM")),
+        fips=code_column(2),
+        capital=text_column(**n),
+        superficie=number_column(0, **n),
+        pob_densidad_2020=number_column(0, **n),
+        altitude=number_column(-500, 9000, **n),
+        latitude=latitude(**n),
+        longitude=longitude(**n),
+        indice_vulnerabilidad_alimentaria=unit_index(**n),
+        idh_2019=unit_index(**n),
+        pct_pobreza_total=percent(**n),
+        pct_pobreza_extrema=percent(**n),
+    )
 
-def _has(d: pd.DataFrame, *cols) -> bool: return set(cols) <= set(d.columns)
+
+def _has(d: pd.DataFrame, *cols) -> bool:
+    return set(cols) <= set(d.columns)
+
 
 def _coords_only_missing_when_empty(d: pd.DataFrame) -> pd.Series | bool:
     "Coordinates are missing only in rows without a capital (the empty newest districts)."
-    if not _has(d, "latitude", "longitude", "capital"): return True
+    if not _has(d, "latitude", "longitude", "capital"):
+        return True
     return d.latitude.notna() & d.longitude.notna() | d.capital.isna()
+
 
 def _some_code(d: pd.DataFrame) -> pd.Series | bool:
     "Each row has an INEI or a RENIEC code."
@@ -100,65 +142,155 @@ def _some_code(d: pd.DataFrame) -> pd.Series | bool:
 
 # %% ../../nbs/10_data.schemas.ipynb #c018
 DISTRICTS = pa.DataFrameSchema(
-    dict(inei=code_column(6, nullable=True, unique=True), reniec=code_column(6, nullable=True, unique=True),
-         provincia=text_column(), distrito=text_column(), region=text_column(),
-         macroregion_inei=text_column(), macroregion_minsa=text_column(), **_place_columns(nullable=True)),
-    checks=[pa.Check(_some_code, error="an INEI or a RENIEC code in every row"),
-            pa.Check(_coords_only_missing_when_empty, error="latitude and longitude present wherever a capital is")],
-    name="districts")
+    dict(
+        inei=code_column(6, nullable=True, unique=True),
+        reniec=code_column(6, nullable=True, unique=True),
+        provincia=text_column(),
+        distrito=text_column(),
+        region=text_column(),
+        macroregion_inei=text_column(),
+        macroregion_minsa=text_column(),
+        **_place_columns(nullable=True),
+    ),
+    checks=[
+        pa.Check(_some_code, error="an INEI or a RENIEC code in every row"),
+        pa.Check(_coords_only_missing_when_empty, error="latitude and longitude present wherever a capital is"),
+    ],
+    name="districts",
+)
 
 PROVINCES = pa.DataFrameSchema(
-    dict(inei=code_column(6, unique=True), reniec=code_column(6, unique=True), provincia=text_column(),
-         indice_densidad_estado=unit_index(), **_place_columns(nullable=False)), name="provinces")
+    dict(
+        inei=code_column(6, unique=True),
+        reniec=code_column(6, unique=True),
+        provincia=text_column(),
+        indice_densidad_estado=unit_index(),
+        **_place_columns(nullable=False),
+    ),
+    name="provinces",
+)
 
 DEPARTMENTS = pa.DataFrameSchema(
-    dict(inei=code_column(6, unique=True), reniec=code_column(6, unique=True),
-         indice_densidad_estado=unit_index(), **_place_columns(nullable=False)), name="departments")
+    dict(
+        inei=code_column(6, unique=True),
+        reniec=code_column(6, unique=True),
+        indice_densidad_estado=unit_index(),
+        **_place_columns(nullable=False),
+    ),
+    name="departments",
+)
 
 # %% ../../nbs/10_data.schemas.ipynb #c020
 CENSUS = pa.DataFrameSchema(
-    dict(ubigeo=code_column(6, unique=True), label=text_column(), pop_total_2017=count(), pop_5plus=count(),
-         pop_under5=count(), same_district_5y_ago=count(), in_migrants_5y=count()), name="census")
+    dict(
+        ubigeo=code_column(6, unique=True),
+        label=text_column(),
+        pop_total_2017=count(),
+        pop_5plus=count(),
+        pop_under5=count(),
+        same_district_5y_ago=count(),
+        in_migrants_5y=count(),
+    ),
+    name="census",
+)
 
 MIGRATION = pa.DataFrameSchema(
-    dict(dest_ubigeo=code_column(6), origin_ubigeo=code_column(6, nullable=True), origin_label=text_column(),
-         persons=count()), unique=["dest_ubigeo", "origin_label"], name="migration")
+    dict(
+        dest_ubigeo=code_column(6),
+        origin_ubigeo=code_column(6, nullable=True),
+        origin_label=text_column(),
+        persons=count(),
+    ),
+    unique=["dest_ubigeo", "origin_label"],
+    name="migration",
+)
 
 POPULATED_PLACES = pa.DataFrameSchema(
-    dict(inei_ccpp=code_column(10, unique=True), inei_distrito=code_column(6), departamento=text_column(),
-         provincia=text_column(), distrito=text_column(), ccpp=text_column(),
-         tipo=pa.Column(str, pa.Check.isin(["Urban", "Rural"], error="Urban or Rural")),
-         latitude=latitude(), longitude=longitude()), name="populated_places")
+    dict(
+        inei_ccpp=code_column(10, unique=True),
+        inei_distrito=code_column(6),
+        departamento=text_column(),
+        provincia=text_column(),
+        distrito=text_column(),
+        ccpp=text_column(),
+        tipo=pa.Column(str, pa.Check.isin(["Urban", "Rural"], error="Urban or Rural")),
+        latitude=latitude(),
+        longitude=longitude(),
+    ),
+    name="populated_places",
+)
 
 DISTRICT_POLYGONS = pa.DataFrameSchema(
-    dict(IDDIST=code_column(6, unique=True), geometry=pa.Column(nullable=True)), name="district_polygons")
+    dict(IDDIST=code_column(6, unique=True), geometry=pa.Column(nullable=True)), name="district_polygons"
+)
 
 # %% ../../nbs/10_data.schemas.ipynb #c022
-def wup_schema(years: range, # the year columns the file must have
-               name: str) -> pa.DataFrameSchema:
+def wup_schema(
+    years: range,  # the year columns the file must have
+    name: str,
+) -> pa.DataFrameSchema:
     "Schema of a WUP 2018 cities table with one population column (thousands) per year in `years`."
-    cols = {"Index": count(), "Country Code": count(), "Country or area": text_column(),
-            "City Code": count(unique=True), "Urban Agglomeration": text_column(), "Note": pa.Column(nullable=True),
-            "Latitude": latitude(), "Longitude": longitude()}
+    cols = {
+        "Index": count(),
+        "Country Code": count(),
+        "Country or area": text_column(),
+        "City Code": count(unique=True),
+        "Urban Agglomeration": text_column(),
+        "Note": pa.Column(nullable=True),
+        "Latitude": latitude(),
+        "Longitude": longitude(),
+    }
     return pa.DataFrameSchema(cols | {str(y): number_column(0) for y in years}, name=name)
+
 
 WUP_CITIES, WUP_ANNUAL = wup_schema(range(1950, 2036, 5), "wup_cities"), wup_schema(range(1950, 2036), "wup_annual")
 
 # %% ../../nbs/10_data.schemas.ipynb #5e9cb912
 FACILITIES = pa.DataFrameSchema(
-    dict(name=text_column(), latitude=latitude(), longitude=longitude(),
-         ubigeo=code_column(6, nullable=True, required=False), kind=text_column(nullable=True, required=False)),
-    name="facilities")
+    dict(
+        name=text_column(),
+        latitude=latitude(),
+        longitude=longitude(),
+        ubigeo=code_column(6, nullable=True, required=False),
+        kind=text_column(nullable=True, required=False),
+    ),
+    name="facilities",
+)
 
 # %% ../../nbs/10_data.schemas.ipynb #4074293e
-FLAG_WORDS = {"true": True, "false": False, "t": True, "f": False, "1": True, "0": False, "1.0": True, "0.0": False,
-              "yes": True, "no": False, "y": True, "n": False, "si": True, "sí": True}
-LEARNER_FLAGS = ("has_device", "has_connectivity", "rural", "has_printed_materials", "needs_device",
-                 "needs_connectivity", "needs_materials", "tablet_target", "synthetic")
+FLAG_WORDS = {
+    "true": True,
+    "false": False,
+    "t": True,
+    "f": False,
+    "1": True,
+    "0": False,
+    "1.0": True,
+    "0.0": False,
+    "yes": True,
+    "no": False,
+    "y": True,
+    "n": False,
+    "si": True,
+    "sí": True,
+}
+LEARNER_FLAGS = (
+    "has_device",
+    "has_connectivity",
+    "rural",
+    "has_printed_materials",
+    "needs_device",
+    "needs_connectivity",
+    "needs_materials",
+    "tablet_target",
+    "synthetic",
+)
+
 
 def flag_column(**kw) -> pa.Column:
     "A true/false column; values must already be booleans (see `read_flags`)."
     return pa.Column(None, pa.Check.isin([True, False], error="true/false (also 1/0, yes/no, si/no)"), **kw)
+
 
 def read_flags(df: pd.DataFrame, cols) -> pd.DataFrame:
     "`df` with the words of `FLAG_WORDS` in columns `cols` turned into booleans; other values left for the check."
@@ -168,24 +300,36 @@ def read_flags(df: pd.DataFrame, cols) -> pd.DataFrame:
         out[c] = words.where(words.notna(), df[c]).astype(object)
     return out
 
+
 def read_learner_csv(path: str | Path) -> pd.DataFrame:
     "Read a learner CSV: ids and `ubigeo` as strings, true/false words as booleans."
     return read_flags(read_csv_codes(path, codes=("learner_id", "school_id", "ubigeo")), LEARNER_FLAGS)
 
+
 LEARNERS = pa.DataFrameSchema(
-    dict(learner_id=text_column(unique=True), school_id=text_column(), ubigeo=code_column(6),
-         grade=number_column(1, 11, dtype="int64"), has_device=flag_column(), has_connectivity=flag_column(),
-         usage_hours_week=number_column(0), past_score=number_column(0, 20),
-         poverty_quintile=number_column(1, 5, dtype="int64", required=False),
-         **{c: flag_column(required=False) for c in LEARNER_FLAGS[2:]}),
-    name="learners")
+    dict(
+        learner_id=text_column(unique=True),
+        school_id=text_column(),
+        ubigeo=code_column(6),
+        grade=number_column(1, 11, dtype="int64"),
+        has_device=flag_column(),
+        has_connectivity=flag_column(),
+        usage_hours_week=number_column(0),
+        past_score=number_column(0, 20),
+        poverty_quintile=number_column(1, 5, dtype="int64", required=False),
+        **{c: flag_column(required=False) for c in LEARNER_FLAGS[2:]},
+    ),
+    name="learners",
+)
 
 # %% ../../nbs/10_data.schemas.ipynb #c024
 class RawKind(NamedTuple):
     "A kind of raw file: where it lives under data/raw, how to read it, what it must look like."
+
     path: str
     read: Callable
     schema: pa.DataFrameSchema
+
 
 _PLACE_CODES = ("inei", "reniec", "fips")
 KINDS: dict[str, RawKind] = dict(
@@ -193,40 +337,54 @@ KINDS: dict[str, RawKind] = dict(
     provinces=RawKind("peru/ubigeo_provincia.csv", partial(read_csv_codes, codes=_PLACE_CODES), PROVINCES),
     departments=RawKind("peru/ubigeo_departamento.csv", partial(read_csv_codes, codes=_PLACE_CODES), DEPARTMENTS),
     census=RawKind("peru/census2017_district_population.csv", partial(read_csv_codes, codes=("ubigeo",)), CENSUS),
-    migration=RawKind("peru/census2017_migration_od_5y.csv.gz",
-                      partial(read_csv_codes, codes=("dest_ubigeo", "origin_ubigeo")), MIGRATION),
-    populated_places=RawKind("peru/ubigeo_ccpp.csv.gz", partial(read_csv_codes, codes=("inei_ccpp", "inei_distrito")),
-                             POPULATED_PLACES),
+    migration=RawKind(
+        "peru/census2017_migration_od_5y.csv.gz",
+        partial(read_csv_codes, codes=("dest_ubigeo", "origin_ubigeo")),
+        MIGRATION,
+    ),
+    populated_places=RawKind(
+        "peru/ubigeo_ccpp.csv.gz", partial(read_csv_codes, codes=("inei_ccpp", "inei_distrito")), POPULATED_PLACES
+    ),
     district_polygons=RawKind("peru/peru_distrital_simple.geojson", read_geojson, DISTRICT_POLYGONS),
     wup_cities=RawKind("wup2018/WUP2018-F12-Cities_Over_300K.csv", read_csv_codes, WUP_CITIES),
     wup_annual=RawKind("wup2018/WUP2018-F22-Cities_Over_300K_Annual.csv", read_csv_codes, WUP_ANNUAL),
     facilities=RawKind("", partial(read_csv_codes, codes=("ubigeo",)), FACILITIES),  # no default: a user's file
-    learners=RawKind("", read_learner_csv, LEARNERS))  # no default: an institution's export
+    learners=RawKind("", read_learner_csv, LEARNERS),
+)  # no default: an institution's export
+
 
 def get_kind(kind: str) -> RawKind:
     "The `RawKind` called `kind`, or an error listing the valid kinds."
-    if kind not in KINDS: raise DataValidationError(f"Unknown data kind {kind!r}; expected one of: {', '.join(KINDS)}.")
+    if kind not in KINDS:
+        raise DataValidationError(f"Unknown data kind {kind!r}; expected one of: {', '.join(KINDS)}.")
     return KINDS[kind]
 
 # %% ../../nbs/10_data.schemas.ipynb #c027
 def describe_check(check: str) -> str:
     "What the pandera check called `check` expected, in words."
-    if check == "not_nullable": return "expected no missing values"
-    if check in ("field_uniqueness", "multiple_fields_uniqueness"): return "expected unique values; duplicated"
-    if m := re.fullmatch(r"coerce_dtype\('(.+)'\)", check): return f"expected {m[1]} values; these do not parse"
-    if m := re.fullmatch(r"dtype\('(.+)'\)", check): return f"expected dtype {m[1]}"
+    if check == "not_nullable":
+        return "expected no missing values"
+    if check in ("field_uniqueness", "multiple_fields_uniqueness"):
+        return "expected unique values; duplicated"
+    if m := re.fullmatch(r"coerce_dtype\('(.+)'\)", check):
+        return f"expected {m[1]} values; these do not parse"
+    if m := re.fullmatch(r"dtype\('(.+)'\)", check):
+        return f"expected dtype {m[1]}"
     return f"expected {check}"
 
 # %% ../../nbs/10_data.schemas.ipynb #c030
 def show_value(v) -> str:
     "A failing value as a message shows it."
-    if v is None or (isinstance(v, float) and np.isnan(v)): return "missing"
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "missing"
     return repr(v) if isinstance(v, str) else str(v)
+
 
 def _cases(g: pd.DataFrame) -> list[tuple]:
     "(row position, shown value) pairs of a group of failure cases, in row order."
     g = g[g["index"].notna()]
     return sorted((int(i), show_value(v)) for i, v in zip(g["index"], g.failure_case))
+
 
 def failure_groups(fc: pd.DataFrame) -> list[tuple[str, str, list]]:
     "pandera's failure cases `fc` as (where, expected, [(row position, value), ...]) per failing check."
@@ -242,69 +400,91 @@ def failure_groups(fc: pd.DataFrame) -> list[tuple[str, str, list]]:
             vals = g.groupby("index", sort=False).failure_case.agg(lambda s: "/".join(map(show_value, s)))
             where = "columns " + ", ".join(map(repr, dict.fromkeys(g.column.dropna())))
             out.append((where, describe_check(check), sorted((int(i), v) for i, v in vals.items())))
-        else: out.append(("rows", describe_check(check), [(i, None) for i in sorted({int(i) for i in g["index"].dropna()})]))
+        else:
+            out.append(
+                ("rows", describe_check(check), [(i, None) for i in sorted({int(i) for i in g["index"].dropna()})])
+            )
     return out
 
 # %% ../../nbs/10_data.schemas.ipynb #c032
 def _rows_text(cases: list, row_of: Callable, n: int) -> str:
     "'; first offending rows: 12 (-5), 40 (-1)' for the first `n` of `cases`."
-    if not cases: return ""
-    first = cases[:n]; nums = row_of([p for p, _ in first])
+    if not cases:
+        return ""
+    first = cases[:n]
+    nums = row_of([p for p, _ in first])
     shown = ", ".join(f"{r} ({v})" if v is not None else str(r) for r, (_, v) in zip(nums, first))
     return f"; first offending rows: {shown}" + (f" and {len(cases) - n} more" if len(cases) > n else "")
 
-def format_failures(fc: pd.DataFrame,             # pandera's `SchemaErrors.failure_cases`
-                    source: str,                  # the file (or frame) name the message starts with
-                    row_of: Callable | None = None, # row positions -> row numbers in the file
-                    n: int = 5                    # offending rows shown per check
-                   ) -> str:
+
+def format_failures(
+    fc: pd.DataFrame,  # pandera's `SchemaErrors.failure_cases`
+    source: str,  # the file (or frame) name the message starts with
+    row_of: Callable | None = None,  # row positions -> row numbers in the file
+    n: int = 5,  # offending rows shown per check
+) -> str:
     "One line per failing check: the file, the column, what was expected and the first `n` offending rows."
     row_of = row_of or (lambda pos: [p + 2 for p in pos])
-    return "\n".join(f"{source}: {where}: {expected}{_rows_text(cases, row_of, n)}"
-                     for where, expected, cases in failure_groups(fc))
+    return "\n".join(
+        f"{source}: {where}: {expected}{_rows_text(cases, row_of, n)}" for where, expected, cases in failure_groups(fc)
+    )
 
 # %% ../../nbs/10_data.schemas.ipynb #c038
-def validate_frame(df: pd.DataFrame,            # the frame as read from the file
-                   kind: str,                   # one of `KINDS`
-                   source: str = "<frame>",     # the name messages start with
-                   row_of: Callable | None = None # row positions -> row numbers in the file
-                  ) -> pd.DataFrame:
+def validate_frame(
+    df: pd.DataFrame,  # the frame as read from the file
+    kind: str,  # one of `KINDS`
+    source: str = "<frame>",  # the name messages start with
+    row_of: Callable | None = None,  # row positions -> row numbers in the file
+) -> pd.DataFrame:
     "`df` checked against the schema of `kind`, numbers parsed; raises `DataValidationError` naming the rows."
     schema = get_kind(kind).schema
-    if len(df) == 0: raise DataValidationError(f"{source}: no data rows; expected at least one {kind} row.")
-    try: return schema.validate(df, lazy=True)
-    except SchemaErrors as e: raise DataValidationError(format_failures(e.failure_cases, source, row_of)) from None
+    if len(df) == 0:
+        raise DataValidationError(f"{source}: no data rows; expected at least one {kind} row.")
+    try:
+        return schema.validate(df, lazy=True)
+    except SchemaErrors as e:
+        raise DataValidationError(format_failures(e.failure_cases, source, row_of)) from None
 
 # %% ../../nbs/10_data.schemas.ipynb #c041
 def show_path(path: str | Path) -> str:
     "`path` relative to the working directory when it lies inside it."
     p = Path(path)
-    try: return str(p.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError: return str(p)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
 
-def read_raw(path: str | Path, # the file to read
-             kind: str         # one of `KINDS`
-            ) -> pd.DataFrame:
+
+def read_raw(
+    path: str | Path,  # the file to read
+    kind: str,  # one of `KINDS`
+) -> pd.DataFrame:
     "Read the file `path` of kind `kind` (codes as strings, `S.I.` missing), unvalidated."
     k, name = get_kind(kind), show_path(path)
     if not Path(path).is_file():
         like = f" like data/raw/{k.path}" if k.path else f" with columns {', '.join(k.schema.columns)}"
         raise DataValidationError(f"{name}: file not found; expected a {kind} file{like}.")
-    if Path(path).stat().st_size == 0: raise DataValidationError(f"{name}: file is empty (0 bytes); expected a {kind} file.")
-    try: return k.read(path)
-    except pd.errors.EmptyDataError: raise DataValidationError(f"{name}: file has no header row; expected a {kind} file.") from None
+    if Path(path).stat().st_size == 0:
+        raise DataValidationError(f"{name}: file is empty (0 bytes); expected a {kind} file.")
+    try:
+        return k.read(path)
+    except pd.errors.EmptyDataError:
+        raise DataValidationError(f"{name}: file has no header row; expected a {kind} file.") from None
     except (ValueError, OSError, RuntimeError) as e:
         raise DataValidationError(f"{name}: could not be read as {kind}: {e}".strip()) from None
 
 # %% ../../nbs/10_data.schemas.ipynb #c044
 def file_row_numbers(path: str | Path, kind: str) -> Callable:
     "A function from row positions to row numbers in the file: CSV line numbers, or GeoJSON feature numbers."
-    if get_kind(kind).read is read_geojson: return lambda pos: [p + 1 for p in pos]
+    if get_kind(kind).read is read_geojson:
+        return lambda pos: [p + 1 for p in pos]
     lines = cache(lambda: csv_record_lines(path))
     return lambda pos: [lines()[p] if p < len(lines()) else p + 2 for p in pos]
 
-def validate_file(path: str | Path, # the file to check
-                  kind: str         # one of `KINDS`
-                 ) -> pd.DataFrame:
+
+def validate_file(
+    path: str | Path,  # the file to check
+    kind: str,  # one of `KINDS`
+) -> pd.DataFrame:
     "Read and validate the file `path` of kind `kind`; the validated frame, or `DataValidationError`."
     return validate_frame(read_raw(path, kind), kind, show_path(path), file_row_numbers(path, kind))

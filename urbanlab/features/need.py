@@ -16,30 +16,49 @@ __all__ = ['BASE_FEATURES', 'nearest_target', 'nearest_km', 'place_mix', 'km_to_
 def _radians(points: pd.DataFrame, name: str) -> np.ndarray:
     "(latitude, longitude) of `points` in radians, or an error naming `name` and what is missing."
     missing = [c for c in ("latitude", "longitude") if c not in points.columns]
-    if missing: raise UrbanlabError(f"{name}: no column {missing[0]!r}; expected latitude and longitude in degrees.")
+    if missing:
+        raise UrbanlabError(f"{name}: no column {missing[0]!r}; expected latitude and longitude in degrees.")
     return np.radians(points[["latitude", "longitude"]].to_numpy(dtype=float))
 
-def nearest_target(points: pd.DataFrame,  # where to measure from: `latitude`, `longitude`
-                   targets: pd.DataFrame, # what to measure to
-                   name: str = "targets"  # what the targets are, for error messages
-                  ) -> tuple[np.ndarray, np.ndarray]:
+
+def nearest_target(
+    points: pd.DataFrame,  # where to measure from: `latitude`, `longitude`
+    targets: pd.DataFrame,  # what to measure to
+    name: str = "targets",  # what the targets are, for error messages
+) -> tuple[np.ndarray, np.ndarray]:
     "For each point, the position in `targets` of its nearest target (-1 without coordinates) and the great-circle km to it."
-    t = _radians(targets, name); has = np.flatnonzero(~np.isnan(t).any(axis=1))
-    if not len(has): raise UrbanlabError(f"{name}: no rows with coordinates to measure distances to.")
-    p = _radians(points, "points"); ok = ~np.isnan(p).any(axis=1)
+    t = _radians(targets, name)
+    has = np.flatnonzero(~np.isnan(t).any(axis=1))
+    if not len(has):
+        raise UrbanlabError(f"{name}: no rows with coordinates to measure distances to.")
+    p = _radians(points, "points")
+    ok = ~np.isnan(p).any(axis=1)
     where, km = np.full(len(p), -1), np.full(len(p), np.nan)
     if ok.any():
         dist, idx = BallTree(t[has], metric="haversine").query(p[ok], k=1)
-        where[ok], km[ok] = has[idx[:, 0]], dist[:, 0]*EARTH_RADIUS_KM
+        where[ok], km[ok] = has[idx[:, 0]], dist[:, 0] * EARTH_RADIUS_KM
     return where, km
+
 
 def nearest_km(points: pd.DataFrame, targets: pd.DataFrame, name: str = "targets") -> np.ndarray:
     "Great-circle km from each point to its nearest target (NaN where a point has no coordinates)."
     return nearest_target(points, targets, name)[1]
 
 # %% ../../nbs/21_features.need.ipynb #c009
-BASE_FEATURES = ["log_density", "log_population", "under5_share", "altitude_m", "rural_share", "log_places",
-                 "in_rate", "out_rate", "net_rate", "km_to_city", "km_to_province_capital"]
+BASE_FEATURES = [
+    "log_density",
+    "log_population",
+    "under5_share",
+    "altitude_m",
+    "rural_share",
+    "log_places",
+    "in_rate",
+    "out_rate",
+    "net_rate",
+    "km_to_city",
+    "km_to_province_capital",
+]
+
 
 def place_mix(places: pd.DataFrame) -> pd.DataFrame:
     "Per district `ubigeo`: the number of populated places and the share that are rural."
@@ -53,28 +72,35 @@ def km_to_province_capital(districts: pd.DataFrame) -> pd.Series:
     cap = d.loc[d.index.str.endswith("01"), ["latitude", "longitude"]]
     cap.index = cap.index.str[:4]
     pairs = d[["latitude", "longitude"]].join(cap, on=d.index.str[:4], rsuffix="_cap")
-    lat1, lon1, lat2, lon2 = (np.radians(pairs[c].to_numpy(dtype=float)) for c in ["latitude", "longitude", "latitude_cap", "longitude_cap"])
-    h = np.sin((lat2 - lat1)/2)**2 + np.cos(lat1)*np.cos(lat2)*np.sin((lon2 - lon1)/2)**2
-    return pd.Series(2*EARTH_RADIUS_KM*np.arcsin(np.sqrt(h)), index=d.index, name="km_to_province_capital")
+    lat1, lon1, lat2, lon2 = (
+        np.radians(pairs[c].to_numpy(dtype=float)) for c in ["latitude", "longitude", "latitude_cap", "longitude_cap"]
+    )
+    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    return pd.Series(2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(h)), index=d.index, name="km_to_province_capital")
 
 # %% ../../nbs/21_features.need.ipynb #c015
-def need_features(patterns: pd.DataFrame,   # `district_patterns` from explore: census, density, migration rates
-                  districts: pd.DataFrame,  # `load_districts`: capital coordinates, altitude, poverty, HDI
-                  places: pd.DataFrame,     # `load_populated_places`
-                  cities: pd.DataFrame,     # UN cities of 300,000+ (`load_wup_cities`) in the same country
-                  facilities: pd.DataFrame | None = None  # a user's schools or facilities (`load_facilities`)
-                 ) -> pd.DataFrame:
+def need_features(
+    patterns: pd.DataFrame,  # `district_patterns` from explore: census, density, migration rates
+    districts: pd.DataFrame,  # `load_districts`: capital coordinates, altitude, poverty, HDI
+    places: pd.DataFrame,  # `load_populated_places`
+    cities: pd.DataFrame,  # UN cities of 300,000+ (`load_wup_cities`) in the same country
+    facilities: pd.DataFrame | None = None,  # a user's schools or facilities (`load_facilities`)
+) -> pd.DataFrame:
     "One row per census district: the need model's features, its labels (`poverty_pct`, `hdi_2019`) and names."
-    d = districts[["ubigeo", "capital", "altitude_m", "latitude", "longitude", "poverty_pct", "hdi_2019"]].dropna(subset=["ubigeo"])
-    f = (patterns.merge(d, on="ubigeo", how="left", validate="1:1").merge(place_mix(places), on="ubigeo", how="left"))
-    f["log_density"] = np.log1p(f.population/f.area_km2)
+    d = districts[["ubigeo", "capital", "altitude_m", "latitude", "longitude", "poverty_pct", "hdi_2019"]].dropna(
+        subset=["ubigeo"]
+    )
+    f = patterns.merge(d, on="ubigeo", how="left", validate="1:1").merge(place_mix(places), on="ubigeo", how="left")
+    f["log_density"] = np.log1p(f.population / f.area_km2)
     f["log_population"] = np.log(f.population.clip(lower=1))
-    f["under5_share"] = f.population_under5/f.population
+    f["under5_share"] = f.population_under5 / f.population
     f["log_places"] = np.log(f.places.fillna(0) + 1)
     f["km_to_city"] = nearest_km(f, cities.drop_duplicates("city_code"), "cities")
     f["km_to_province_capital"] = f.ubigeo.map(km_to_province_capital(districts))
-    if facilities is not None: f["km_to_facility"] = nearest_km(f, facilities, "facilities")
+    if facilities is not None:
+        f["km_to_facility"] = nearest_km(f, facilities, "facilities")
     return f
+
 
 def feature_columns(features: pd.DataFrame) -> list[str]:
     "The model's inputs present in `features` (`km_to_facility` only when facilities were given)."

@@ -12,7 +12,9 @@ __all__ = ['BALANCE', 'add_density', 'migration_balance', 'add_migration_rates',
            'growth_rates', 'growth_summary']
 
 # %% ../../nbs/20_features.patterns.ipynb #c005
-def add_density(df: pd.DataFrame, population: str = "population", area: str = "area_km2", out: str = "density") -> pd.DataFrame:
+def add_density(
+    df: pd.DataFrame, population: str = "population", area: str = "area_km2", out: str = "density"
+) -> pd.DataFrame:
     "`df` with a column `out` = `population` / `area` (persons per km²; missing where the area is missing or zero)."
     return df.assign(**{out: df[population] / df[area].where(df[area] > 0)})
 
@@ -20,25 +22,33 @@ def add_density(df: pd.DataFrame, population: str = "population", area: str = "a
 def migration_balance(flows, dest: str = "dest_ubigeo", origin: str = "origin_ubigeo", persons: str = "persons"):
     "Per district (a Spark DataFrame): stayers, in-migrants (other districts; abroad or unknown), out-migrants, net internal."
     from pyspark.sql import functions as F
+
     moved = F.col(origin).isNotNull() & (F.col(origin) != F.col(dest))
     inflow = flows.groupBy(F.col(dest).alias("ubigeo")).agg(
         F.sum(F.when(F.col(origin) == F.col(dest), F.col(persons)).otherwise(0)).alias("stayers"),
         F.sum(F.when(moved, F.col(persons)).otherwise(0)).alias("in_from_districts"),
-        F.sum(F.when(F.col(origin).isNull(), F.col(persons)).otherwise(0)).alias("in_from_abroad_or_unknown"))
-    outflow = (flows.where(moved).groupBy(F.col(origin).alias("ubigeo"))
-               .agg(F.sum(persons).alias("out_to_districts")))
-    return (inflow.join(outflow, "ubigeo", "full").fillna(0)
-            .withColumn("net_internal", F.col("in_from_districts") - F.col("out_to_districts")))
+        F.sum(F.when(F.col(origin).isNull(), F.col(persons)).otherwise(0)).alias("in_from_abroad_or_unknown"),
+    )
+    outflow = flows.where(moved).groupBy(F.col(origin).alias("ubigeo")).agg(F.sum(persons).alias("out_to_districts"))
+    return (
+        inflow.join(outflow, "ubigeo", "full")
+        .fillna(0)
+        .withColumn("net_internal", F.col("in_from_districts") - F.col("out_to_districts"))
+    )
 
 # %% ../../nbs/20_features.patterns.ipynb #c012
 def add_migration_rates(df: pd.DataFrame, base: str = "population_5plus") -> pd.DataFrame:
     "`df` with in-, out- and net-migration per 1,000 residents aged 5+ (`in_rate`, `out_rate`, `net_rate`)."
     per = 1000 / df[base].where(df[base] > 0)
-    return df.assign(in_rate=(df.in_from_districts + df.in_from_abroad_or_unknown) * per,
-                     out_rate=df.out_to_districts * per, net_rate=df.net_internal * per)
+    return df.assign(
+        in_rate=(df.in_from_districts + df.in_from_abroad_or_unknown) * per,
+        out_rate=df.out_to_districts * per,
+        net_rate=df.net_internal * per,
+    )
 
 # %% ../../nbs/20_features.patterns.ipynb #c015
 BALANCE = ["stayers", "in_from_districts", "in_from_abroad_or_unknown", "out_to_districts", "net_internal"]
+
 
 def district_patterns(census: pd.DataFrame, districts: pd.DataFrame, balance: pd.DataFrame) -> pd.DataFrame:
     "One row per census district: names, population, area, density, migration balance and rates (largest first)."
@@ -48,18 +58,28 @@ def district_patterns(census: pd.DataFrame, districts: pd.DataFrame, balance: pd
     return add_migration_rates(moves).sort_values("population", ascending=False).reset_index(drop=True)
 
 # %% ../../nbs/20_features.patterns.ipynb #f4f413de
-def patterns_from_interim(interim_dir, # the tidy tables `ingest` writes
-                          spark_master: str | None = None) -> pd.DataFrame:
+def patterns_from_interim(
+    interim_dir,  # the tidy tables `ingest` writes
+    spark_master: str | None = None,
+) -> pd.DataFrame:
     "`district_patterns` built from `ingest`'s tables, with the migration balance summed on Spark."
     from pathlib import Path
     from urbanlab.spark import spark_session
-    interim = Path(interim_dir); spark = spark_session(spark_master)
-    try: balance = migration_balance(spark.read.parquet(str(interim/"migration.parquet"))).toPandas()
-    finally: spark.stop()
-    return district_patterns(pd.read_parquet(interim/"census.parquet"), pd.read_parquet(interim/"districts.parquet"), balance)
+
+    interim = Path(interim_dir)
+    spark = spark_session(spark_master)
+    try:
+        balance = migration_balance(spark.read.parquet(str(interim / "migration.parquet"))).toPandas()
+    finally:
+        spark.stop()
+    return district_patterns(
+        pd.read_parquet(interim / "census.parquet"), pd.read_parquet(interim / "districts.parquet"), balance
+    )
 
 # %% ../../nbs/20_features.patterns.ipynb #c018
-def growth_rates(df: pd.DataFrame, unit: str = "city_code", year: str = "year", population: str = "population") -> pd.DataFrame:
+def growth_rates(
+    df: pd.DataFrame, unit: str = "city_code", year: str = "year", population: str = "population"
+) -> pd.DataFrame:
     "Average annual growth (% per year, continuous) of each `unit` between consecutive `year`s, at the end year of each period."
     df = df.sort_values([unit, year])
     g = df.groupby(unit)
@@ -71,5 +91,12 @@ def growth_rates(df: pd.DataFrame, unit: str = "city_code", year: str = "year", 
 def growth_summary(rates: pd.DataFrame, year: str = "year") -> pd.DataFrame:
     "Median and interquartile range of growth across units, per end year."
     q = rates.groupby(year).growth_pct.quantile([0.25, 0.5, 0.75]).unstack()
-    return pd.DataFrame({year: q.index, "p25_growth_pct": q[0.25].values, "median_growth_pct": q[0.5].values,
-                         "p75_growth_pct": q[0.75].values, "cities": rates.groupby(year).size().values})
+    return pd.DataFrame(
+        {
+            year: q.index,
+            "p25_growth_pct": q[0.25].values,
+            "median_growth_pct": q[0.5].values,
+            "p75_growth_pct": q[0.75].values,
+            "cities": rates.groupby(year).size().values,
+        }
+    )

@@ -5,11 +5,10 @@
 # %% ../../nbs/33_models.backtest.ipynb #c002
 from __future__ import annotations
 from pathlib import Path
-import numpy as np
 import pandas as pd
 from ..core import UrbanlabError
 from .baselines import baseline_models
-from .growth import GrowthModel, load_model
+from .growth import GrowthModel
 from .series import read_series, size_class
 
 # %% auto #0
@@ -21,7 +20,10 @@ def all_models(seed: int = 0, gbm_iterations: int = 200, **growth) -> dict:
     "The baselines and urbanlab's growth model, by name, unfitted."
     return baseline_models(seed, gbm_iterations) | {"urbanlab": GrowthModel(seed=seed, **growth)}
 
-def backtest(series: pd.DataFrame, cutoff: int, models: dict, covariates=None, last_year: int | None = None) -> pd.DataFrame:
+
+def backtest(
+    series: pd.DataFrame, cutoff: int, models: dict, covariates=None, last_year: int | None = None
+) -> pd.DataFrame:
     "Forecasts of every model from `cutoff` to each later observed year (up to `last_year`), with the actual values."
     later = series[(series.year > cutoff) & (series.year <= (last_year or series.year.max()))]
     years = sorted(later.year.unique())
@@ -29,7 +31,11 @@ def backtest(series: pd.DataFrame, cutoff: int, models: dict, covariates=None, l
     for name, m in models.items():
         m.fit(series, cutoff, covariates)
         f = m.forecast(series, cutoff, years, covariates) if name == "urbanlab" else m.forecast(series, cutoff, years)
-        out.append(f.merge(later.rename(columns={"population": "actual"}), on=["unit_id", "year"]).assign(model=name, cutoff=cutoff))
+        out.append(
+            f.merge(later.rename(columns={"population": "actual"}), on=["unit_id", "year"]).assign(
+                model=name, cutoff=cutoff
+            )
+        )
     r = pd.concat(out, ignore_index=True)
     origin_pop = series.rename(columns={"year": "origin", "population": "origin_population"})
     r = r.merge(origin_pop, on=["unit_id", "origin"])
@@ -40,15 +46,17 @@ BACKTEST_CUTOFFS = (2000, 2005)
 FINAL_CUTOFF = 2015
 MODEL_NAMES = {**{f"cutoff_{c}": c for c in BACKTEST_CUTOFFS}, "final": FINAL_CUTOFF}
 
+
 def train_models(series: pd.DataFrame, covariates, folder: str | Path, **growth) -> dict:
     "Train and save urbanlab's growth model for each cutoff in `MODEL_NAMES`; training figures by name."
     import time
     from urbanlab.models.growth import save_model
+
     figures = {}
     for name, cutoff in MODEL_NAMES.items():
         t0 = time.perf_counter()
         m = GrowthModel(**growth).fit(series, cutoff, covariates)
-        save_model(m, Path(folder)/name)
+        save_model(m, Path(folder) / name)
         figures[name] = dict(cutoff=cutoff, samples=m.samples_, seconds=round(time.perf_counter() - t0, 2))
     return figures
 
@@ -58,27 +66,43 @@ def errors(results: pd.DataFrame, by=("model", "horizon")) -> pd.DataFrame:
     pe = 100 * (results.q50 - results.actual) / results.actual
     inside = (results.actual >= results.q10) & (results.actual <= results.q90)
     t = results.assign(ape=pe.abs(), pe=pe, inside=inside).groupby(list(by))
-    return t.agg(mape=("ape", "mean"), median_ape=("ape", "median"), bias=("pe", "mean"), coverage=("inside", "mean"),
-                 n=("ape", "size")).reset_index()
+    return t.agg(
+        mape=("ape", "mean"),
+        median_ape=("ape", "median"),
+        bias=("pe", "mean"),
+        coverage=("inside", "mean"),
+        n=("ape", "size"),
+    ).reset_index()
 
 # %% ../../nbs/33_models.backtest.ipynb #c012
 def un_agreement(forecast: pd.DataFrame, un: pd.DataFrame) -> pd.DataFrame:
     "Median and mean absolute % difference between a forecast and the UN projection (`unit_id, year, population`), by horizon."
     m = forecast.merge(un, on=["unit_id", "year"])
     d = 100 * (m.q50 - m.population).abs() / m.population
-    return m.assign(diff=d, horizon=m.year - m.origin).groupby("horizon").agg(
-        median_abs_diff=("diff", "median"), mean_abs_diff=("diff", "mean"), n=("diff", "size")).reset_index()
+    return (
+        m.assign(diff=d, horizon=m.year - m.origin)
+        .groupby("horizon")
+        .agg(median_abs_diff=("diff", "median"), mean_abs_diff=("diff", "mean"), n=("diff", "size"))
+        .reset_index()
+    )
 
 # %% ../../nbs/33_models.backtest.ipynb #c014
 def _check_cutoff(series: pd.DataFrame, cutoff: int, source: str) -> None:
     lo, hi = series.year.min(), series.year.max()
     if not lo <= cutoff < hi:
-        raise UrbanlabError(f"{source}: cutoff {cutoff} is outside the data ({lo}-{hi}); it must leave at least one later year to check.")
+        raise UrbanlabError(
+            f"{source}: cutoff {cutoff} is outside the data ({lo}-{hi}); it must leave at least one later year to check."
+        )
     few = series[series.year <= cutoff].groupby("unit_id").size().reindex(series.unit_id.unique(), fill_value=0)
     if (few < 3).any():
-        raise UrbanlabError(f"{source}: unit {few[few < 3].index[0]!r} has {few[few < 3].iloc[0]} point(s) up to {cutoff}; a forecast needs at least 3.")
+        raise UrbanlabError(
+            f"{source}: unit {few[few < 3].index[0]!r} has {few[few < 3].iloc[0]} point(s) up to {cutoff}; a forecast needs at least 3."
+        )
 
-def backtest_file(path: str | Path, cutoff: int, un_series: pd.DataFrame, covariates=None, seed: int = 0, **growth) -> dict:
+
+def backtest_file(
+    path: str | Path, cutoff: int, un_series: pd.DataFrame, covariates=None, seed: int = 0, **growth
+) -> dict:
     "Backtest every model on the series in `path` from `cutoff`; a JSON-ready summary."
     mine = read_series(path)
     _check_cutoff(mine, cutoff, str(path))
@@ -86,13 +110,21 @@ def backtest_file(path: str | Path, cutoff: int, un_series: pd.DataFrame, covari
     r = backtest(combined, cutoff, all_models(seed, **growth), covariates)
     r = r[r.unit_id.isin(set(mine.unit_id))]
     e = errors(r, by=["model"]).set_index("model")
-    return {"cutoff": cutoff, "units": int(mine.unit_id.nunique()), "points": int(r.groupby("model").size().iloc[0]),
-            "models": {m: {k: round(float(e.loc[m, k]), 3) for k in ["mape", "median_ape", "bias", "coverage"]} for m in e.index}}
+    return {
+        "cutoff": cutoff,
+        "units": int(mine.unit_id.nunique()),
+        "points": int(r.groupby("model").size().iloc[0]),
+        "models": {
+            m: {k: round(float(e.loc[m, k]), 3) for k in ["mape", "median_ape", "bias", "coverage"]} for m in e.index
+        },
+    }
+
 
 def forecast_file(path: str | Path, to_year: int, model: GrowthModel, step: int = 5) -> pd.DataFrame:
     "Forecast the series in `path` every `step` years up to `to_year` with a trained growth model."
     mine = read_series(path)
     last = int(mine.year.max())
-    if to_year <= last: raise UrbanlabError(f"--to {to_year} must be after the last year of the series ({last}).")
+    if to_year <= last:
+        raise UrbanlabError(f"--to {to_year} must be after the last year of the series ({last}).")
     years = sorted(set(range(last + step, to_year + 1, step)) | {to_year})
     return model.forecast(mine, last, years)

@@ -15,12 +15,18 @@ __all__ = ['QUANTILES', 'persistence', 'linear', 'exponential', 'past_errors', '
 # %% ../../nbs/31_models.baselines.ipynb #c005
 QUANTILES = (0.1, 0.5, 0.9)
 
+
 def _origins(series: pd.DataFrame, cutoff: int) -> pd.DataFrame:
     return series[series.year <= cutoff].groupby("unit_id", sort=False).tail(1)
 
+
 def _grid(origins: pd.DataFrame, years) -> pd.DataFrame:
     "Every (unit, target year) after its origin."
-    g = origins[["unit_id", "year", "population"]].rename(columns={"year": "origin"}).merge(pd.DataFrame({"year": list(years)}), how="cross")
+    g = (
+        origins[["unit_id", "year", "population"]]
+        .rename(columns={"year": "origin"})
+        .merge(pd.DataFrame({"year": list(years)}), how="cross")
+    )
     return g[g.year > g.origin].reset_index(drop=True)
 
 # %% ../../nbs/31_models.baselines.ipynb #c007
@@ -28,10 +34,12 @@ def persistence(years, pops, targets) -> np.ndarray:
     "The last value, for every target year."
     return np.full(len(targets), pops[-1], dtype=float)
 
+
 def linear(years, pops, targets, k: int = 3) -> np.ndarray:
     "Least-squares line through the last `k` points, extrapolated (floored at 1% of the last value)."
     b, a = np.polyfit(years[-k:], pops[-k:], 1)
     return np.maximum(a + b * np.asarray(targets), 0.01 * pops[-1])
+
 
 def exponential(years, pops, targets, k: int = 3) -> np.ndarray:
     "Least-squares line through the log of the last `k` points, extrapolated."
@@ -42,10 +50,15 @@ def exponential(years, pops, targets, k: int = 3) -> np.ndarray:
 def _point_forecasts(method, series: pd.DataFrame, cutoff: int, years) -> pd.DataFrame:
     rows = []
     for unit, g in series[series.year <= cutoff].groupby("unit_id", sort=False):
-        if len(g) < 2: continue
+        if len(g) < 2:
+            continue
         t = [y for y in years if y > g.year.iloc[-1]]
-        if t: rows += zip([unit] * len(t), [g.year.iloc[-1]] * len(t), t, method(g.year.to_numpy(), g.population.to_numpy(), t))
+        if t:
+            rows += zip(
+                [unit] * len(t), [g.year.iloc[-1]] * len(t), t, method(g.year.to_numpy(), g.population.to_numpy(), t)
+            )
     return pd.DataFrame(rows, columns=["unit_id", "origin", "year", "q50"])
+
 
 def past_errors(method, series: pd.DataFrame, cutoff: int, horizons=HORIZONS, min_points: int = 3) -> pd.DataFrame:
     "Log errors ln(actual/forecast) of `method` from every earlier origin, with horizons, using data up to `cutoff`."
@@ -56,27 +69,37 @@ def past_errors(method, series: pd.DataFrame, cutoff: int, horizons=HORIZONS, mi
         enough = known.groupby("unit_id").year.transform("size") >= min_points
         f = _point_forecasts(method, known[enough], origin, [origin + h for h in horizons])
         f = f[f.origin == origin].merge(hist, on=["unit_id", "year"])
-        if len(f): out.append(f.assign(horizon=f.year - f.origin, error=np.log(f.population / f.q50)))
+        if len(f):
+            out.append(f.assign(horizon=f.year - f.origin, error=np.log(f.population / f.q50)))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["horizon", "error"])
+
 
 def error_quantiles(errors: pd.DataFrame, horizons=HORIZONS) -> pd.DataFrame:
     "10% and 90% quantiles of the log errors per horizon (nearest measured horizon where none)."
     q = errors.groupby("horizon").error.quantile([0.1, 0.9]).unstack()
-    if q.empty: return pd.DataFrame({"lo": 0.0, "hi": 0.0}, index=list(horizons))
+    if q.empty:
+        return pd.DataFrame({"lo": 0.0, "hi": 0.0}, index=list(horizons))
     return pd.DataFrame({h: q.iloc[np.abs(q.index - h).argmin()] for h in horizons}).T.set_axis(["lo", "hi"], axis=1)
 
 # %% ../../nbs/31_models.baselines.ipynb #c011
 class TrendForecaster:
     "A trend method (persistence, linear, exponential) with empirical 80% intervals."
-    def __init__(self, method, name: str): self.method, self.name = method, name
+
+    def __init__(self, method, name: str):
+        self.method, self.name = method, name
+
     def fit(self, series: pd.DataFrame, cutoff: int, covariates=None):
         self.spread_ = error_quantiles(past_errors(self.method, series, cutoff))
         return self
+
     def forecast(self, series: pd.DataFrame, cutoff: int, years) -> pd.DataFrame:
         f = _point_forecasts(self.method, series, cutoff, years)
         h = (f.year - f.origin).to_numpy()
-        lo = np.interp(h, self.spread_.index, self.spread_.lo); hi = np.interp(h, self.spread_.index, self.spread_.hi)
-        return f.assign(q10=f.q50 * np.exp(lo), q90=f.q50 * np.exp(hi))[["unit_id", "origin", "year", "q10", "q50", "q90"]]
+        lo = np.interp(h, self.spread_.index, self.spread_.lo)
+        hi = np.interp(h, self.spread_.index, self.spread_.hi)
+        return f.assign(q10=f.q50 * np.exp(lo), q90=f.q50 * np.exp(hi))[
+            ["unit_id", "origin", "year", "q10", "q50", "q90"]
+        ]
 
 # %% ../../nbs/31_models.baselines.ipynb #c015
 def rates_to_populations(origins: pd.DataFrame, rates: np.ndarray, years, horizons=HORIZONS) -> pd.DataFrame:
@@ -89,30 +112,41 @@ def rates_to_populations(origins: pd.DataFrame, rates: np.ndarray, years, horizo
         r = np.array([np.interp(hh, horizons, rates[i, :, qi]) for i, hh in zip(idx, h)])
         out[f"q{int(q * 100)}"] = grid.population.to_numpy() * np.exp(r * h)
     f = grid.assign(**out)
-    f[["q10", "q50", "q90"]] = np.sort(f[["q10", "q50", "q90"]].to_numpy(), axis=1)   # quantiles never cross
+    f[["q10", "q50", "q90"]] = np.sort(f[["q10", "q50", "q90"]].to_numpy(), axis=1)  # quantiles never cross
     return f[["unit_id", "origin", "year", "q10", "q50", "q90"]]
+
 
 class GBMForecaster:
     "Histogram gradient boosting on lagged growth rates; one quantile model per horizon."
+
     name = "gbm"
-    def __init__(self, seed: int = 0, max_iter: int = 200): self.seed, self.max_iter = seed, max_iter
+
+    def __init__(self, seed: int = 0, max_iter: int = 200):
+        self.seed, self.max_iter = seed, max_iter
+
     def fit(self, series: pd.DataFrame, cutoff: int, covariates=None):
         from sklearn.ensemble import HistGradientBoostingRegressor
+
         s = samples(pd.concat([series, thinned(series)]), cutoff)
         X, Y = np.stack(s.x), np.stack(s.y)
         self.models_ = {}
         for hi, h in enumerate(HORIZONS):
             ok = ~np.isnan(Y[:, hi])
             for q in QUANTILES:
-                m = HistGradientBoostingRegressor(loss="quantile", quantile=q, max_iter=self.max_iter, random_state=self.seed)
+                m = HistGradientBoostingRegressor(
+                    loss="quantile", quantile=q, max_iter=self.max_iter, random_state=self.seed
+                )
                 self.models_[h, q] = m.fit(X[ok], Y[ok, hi]) if ok.sum() >= 20 else None
         return self
+
     def predict_rates(self, X: np.ndarray) -> np.ndarray:
         out = np.zeros((len(X), len(HORIZONS), len(QUANTILES)))
         for hi, h in enumerate(HORIZONS):
             near = min((hh for hh in HORIZONS if self.models_[hh, 0.5] is not None), key=lambda hh: abs(hh - h))
-            for qi, q in enumerate(QUANTILES): out[:, hi, qi] = self.models_[near, q].predict(X)
+            for qi, q in enumerate(QUANTILES):
+                out[:, hi, qi] = self.models_[near, q].predict(X)
         return out
+
     def forecast(self, series: pd.DataFrame, cutoff: int, years) -> pd.DataFrame:
         origins = _origins(series, cutoff)
         s = samples(series, cutoff).groupby("unit_id").tail(1).set_index("unit_id").loc[origins.unit_id]
@@ -121,5 +155,9 @@ class GBMForecaster:
 # %% ../../nbs/31_models.baselines.ipynb #c018
 def baseline_models(seed: int = 0, gbm_iterations: int = 200) -> dict:
     "The baselines every backtest reports, by name."
-    return {"persistence": TrendForecaster(persistence, "persistence"), "linear": TrendForecaster(linear, "linear"),
-            "exponential": TrendForecaster(exponential, "exponential"), "gbm": GBMForecaster(seed, gbm_iterations)}
+    return {
+        "persistence": TrendForecaster(persistence, "persistence"),
+        "linear": TrendForecaster(linear, "linear"),
+        "exponential": TrendForecaster(exponential, "exponential"),
+        "gbm": GBMForecaster(seed, gbm_iterations),
+    }

@@ -13,42 +13,59 @@ from ..core import project_path
 __all__ = ['growth_app', 'growth_backtest', 'growth_forecast']
 
 # %% ../../nbs/39_models.cli.ipynb #c005
-growth_app = typer.Typer(help="Backtest and forecast your own population series (CSV: unit_id, year, population).",
-                         no_args_is_help=True)
+growth_app = typer.Typer(
+    help="Backtest and forecast your own population series (CSV: unit_id, year, population).", no_args_is_help=True
+)
+
 
 def _un():
     from urbanlab.data.load import load_wup_cities
     from urbanlab.models.series import wup_series
+
     return wup_series(load_wup_cities())
 
+
 @growth_app.command("backtest")
-def growth_backtest(series: Path = typer.Option(..., help="CSV with columns unit_id, year, population."),
-                    cutoff: int = typer.Option(..., help="Fit on the years up to this one; judge on the later ones."),
-                    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (otherwise a table)."),
-                    seed: int = typer.Option(0, help="Random seed of the learned models.")):
+def growth_backtest(
+    series: Path = typer.Option(..., help="CSV with columns unit_id, year, population."),
+    cutoff: int = typer.Option(..., help="Fit on the years up to this one; judge on the later ones."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (otherwise a table)."),
+    seed: int = typer.Option(0, help="Random seed of the learned models."),
+):
     "Backtest every model (persistence, linear, exponential, gbm, urbanlab) on your series from a cutoff year."
     from urbanlab.models.backtest import backtest_file
+
     un, cov = _un()
     summary = backtest_file(series, cutoff, un, cov, seed=seed, progress=False)
-    if as_json: typer.echo(json.dumps(summary)); return
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
     typer.echo(f"cutoff {summary['cutoff']}: {summary['units']} unit(s), {summary['points']} later point(s)")
     typer.echo(f"{'model':12} {'MAPE %':>8} {'MedAPE %':>9} {'bias %':>8} {'coverage':>9}")
     for m, e in summary["models"].items():
         typer.echo(f"{m:12} {e['mape']:8.2f} {e['median_ape']:9.2f} {e['bias']:+8.2f} {e['coverage']:9.2f}")
 
+
 @growth_app.command("forecast")
-def growth_forecast(series: Path = typer.Option(..., help="CSV with columns unit_id, year, population."),
-                    to: int = typer.Option(..., "--to", help="Forecast up to this year."),
-                    model_dir: Path = typer.Option(None, help="A trained model folder (default models/growth/final)."),
-                    device: str = typer.Option("auto", help="auto, cpu or cuda.")):
+def growth_forecast(
+    series: Path = typer.Option(..., help="CSV with columns unit_id, year, population."),
+    to: int = typer.Option(..., "--to", help="Forecast up to this year."),
+    model_dir: Path = typer.Option(None, help="A trained model folder (default models/growth/final)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+):
     "Forecast your series every 5 years up to a year, with 10/50/90% quantiles, as CSV on standard output."
     from urbanlab.models.backtest import FINAL_CUTOFF
     from urbanlab.models.backtest import forecast_file
     from urbanlab.models.growth import GrowthModel, load_model
+
     folder = model_dir or project_path("models", "growth", "final")
-    if (Path(folder)/"model.pt").exists(): model = load_model(folder, device)
+    if (Path(folder) / "model.pt").exists():
+        model = load_model(folder, device)
     else:
-        typer.echo(f"No trained model in {folder}: training one on the UN cities (up to {FINAL_CUTOFF}) first.", err=True)
-        un, cov = _un(); model = GrowthModel(device=device).fit(un, FINAL_CUTOFF, cov)
+        typer.echo(
+            f"No trained model in {folder}: training one on the UN cities (up to {FINAL_CUTOFF}) first.", err=True
+        )
+        un, cov = _un()
+        model = GrowthModel(device=device).fit(un, FINAL_CUTOFF, cov)
     f = forecast_file(series, to, model)
     typer.echo(f.round({"q10": 0, "q50": 0, "q90": 0}).to_csv(index=False), nl=False)

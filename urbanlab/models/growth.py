@@ -21,16 +21,23 @@ __all__ = ['GrowthNet', 'pinball', 'pick_device', 'GrowthModel', 'save_model', '
 # %% ../../nbs/32_models.growth.ipynb #c005
 class GrowthNet(nn.Module):
     "Lag features + country embedding + coordinates -> growth-rate quantiles per horizon."
-    def __init__(self, n_features: int, n_countries: int, emb: int = 8, hidden: int = 64, horizons: int = len(HORIZONS)):
+
+    def __init__(
+        self, n_features: int, n_countries: int, emb: int = 8, hidden: int = 64, horizons: int = len(HORIZONS)
+    ):
         super().__init__()
         self.horizons = horizons
-        self.country = nn.Embedding(n_countries + 1, emb)       # index 0: unknown country
-        self.body = nn.Sequential(nn.Linear(n_features + emb + 5, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
+        self.country = nn.Embedding(n_countries + 1, emb)  # index 0: unknown country
+        self.body = nn.Sequential(
+            nn.Linear(n_features + emb + 5, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU()
+        )
         self.head = nn.Linear(hidden, horizons * 3)
+
     def forward(self, x, country, geo):
         out = self.head(self.body(torch.cat([x, self.country(country), geo], dim=1))).view(-1, self.horizons, 3)
         mid, down, up = out[..., 0], nn.functional.softplus(out[..., 1]), nn.functional.softplus(out[..., 2])
         return torch.stack([mid - down, mid, mid + up], dim=-1)
+
 
 def pinball(pred, target, quantiles=QUANTILES):
     "Mean quantile loss over the observed targets (NaN targets are ignored)."
@@ -43,7 +50,11 @@ def pinball(pred, target, quantiles=QUANTILES):
 # %% ../../nbs/32_models.growth.ipynb #c008
 def _geo(units, covariates, countries: dict) -> tuple[np.ndarray, np.ndarray]:
     "Country indices and coordinate features for `units` (0 and masked zeros where unknown)."
-    cov = covariates.reindex(units) if covariates is not None else pd.DataFrame(index=units, columns=["country", "latitude", "longitude"])
+    cov = (
+        covariates.reindex(units)
+        if covariates is not None
+        else pd.DataFrame(index=units, columns=["country", "latitude", "longitude"])
+    )
     cidx = np.array([countries.get(c, 0) for c in cov.country.fillna("")], dtype=np.int64)
     lat, lon = np.radians(cov.latitude.astype(float).to_numpy()), np.radians(cov.longitude.astype(float).to_numpy())
     known = ~(np.isnan(lat) | np.isnan(lon))
@@ -51,22 +62,46 @@ def _geo(units, covariates, countries: dict) -> tuple[np.ndarray, np.ndarray]:
     geo[~known] = 0
     return cidx, np.nan_to_num(geo).astype(np.float32)
 
-def _base_unit(u: str) -> str: return u.split("~")[0]       # thinned copies share their city's covariates
+
+def _base_unit(u: str) -> str:
+    return u.split("~")[0]  # thinned copies share their city's covariates
 
 # %% ../../nbs/32_models.growth.ipynb #c010
 def pick_device(device: str = "auto") -> torch.device:
     "`cuda` when asked for and present (`auto`: when present), else `cpu`."
-    if device == "auto": device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available(): raise UrbanlabError("device='cuda' asked for, but no GPU is available.")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UrbanlabError("device='cuda' asked for, but no GPU is available.")
     return torch.device(device)
+
 
 class GrowthModel:
     "urbanlab's global PyTorch growth model (quantile forecasts at 5-20 year horizons)."
+
     name = "urbanlab"
-    def __init__(self, epochs: int = 60, hidden: int = 64, lr: float = 3e-3, batch: int = 256, seed: int = 0,
-                 device: str = "auto", use_covariates: bool = False, hide_covariates: float = 0.3, progress: bool = True):
-        self.config = dict(epochs=epochs, hidden=hidden, lr=lr, batch=batch, seed=seed, use_covariates=use_covariates,
-                           hide_covariates=hide_covariates)
+
+    def __init__(
+        self,
+        epochs: int = 60,
+        hidden: int = 64,
+        lr: float = 3e-3,
+        batch: int = 256,
+        seed: int = 0,
+        device: str = "auto",
+        use_covariates: bool = False,
+        hide_covariates: float = 0.3,
+        progress: bool = True,
+    ):
+        self.config = dict(
+            epochs=epochs,
+            hidden=hidden,
+            lr=lr,
+            batch=batch,
+            seed=seed,
+            use_covariates=use_covariates,
+            hide_covariates=hide_covariates,
+        )
         self.device, self.progress = device, progress
 
     def _covariates(self, covariates):
@@ -75,19 +110,28 @@ class GrowthModel:
     def _tensors(self, s: pd.DataFrame, covariates):
         cidx, geo = _geo([_base_unit(u) for u in s.unit_id], covariates, self.countries_)
         dev = self.device_
-        return (torch.tensor(np.stack(s.x), dtype=torch.float32, device=dev), torch.tensor(cidx, device=dev),
-                torch.tensor(geo, device=dev))
+        return (
+            torch.tensor(np.stack(s.x), dtype=torch.float32, device=dev),
+            torch.tensor(cidx, device=dev),
+            torch.tensor(geo, device=dev),
+        )
 
     def fit(self, series: pd.DataFrame, cutoff: int, covariates: pd.DataFrame | None = None):
         c = self.config
-        torch.manual_seed(c["seed"]); g = torch.Generator().manual_seed(c["seed"])
+        torch.manual_seed(c["seed"])
+        g = torch.Generator().manual_seed(c["seed"])
         self.device_ = pick_device(self.device)
         covariates = self._covariates(covariates)
-        self.countries_ = {k: i + 1 for i, k in enumerate(sorted(covariates.country.dropna().unique()))} if covariates is not None else {}
+        self.countries_ = (
+            {k: i + 1 for i, k in enumerate(sorted(covariates.country.dropna().unique()))}
+            if covariates is not None
+            else {}
+        )
         s = samples(pd.concat([series, thinned(series)]), cutoff)
-        if s.empty: raise UrbanlabError(f"No training samples up to {cutoff}: each series needs 3 observations by then.")
+        if s.empty:
+            raise UrbanlabError(f"No training samples up to {cutoff}: each series needs 3 observations by then.")
         x, cidx, geo = self._tensors(s, covariates)
-        y = torch.tensor(np.stack(s.y) * 10, dtype=torch.float32, device=self.device_)   # rates per decade
+        y = torch.tensor(np.stack(s.y) * 10, dtype=torch.float32, device=self.device_)  # rates per decade
         self.net_ = GrowthNet(x.shape[1], len(self.countries_), hidden=c["hidden"]).to(self.device_)
         opt = torch.optim.AdamW(self.net_.parameters(), lr=c["lr"], weight_decay=1e-4)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, c["epochs"])
@@ -95,18 +139,22 @@ class GrowthModel:
         for _ in bar:
             perm = torch.randperm(len(x), generator=g).to(self.device_)
             for i in range(0, len(x), c["batch"]):
-                b = perm[i:i + c["batch"]]
+                b = perm[i : i + c["batch"]]
                 hide = (torch.rand(len(b), generator=g) < c["hide_covariates"]).to(self.device_)
                 loss = pinball(self.net_(x[b], cidx[b].masked_fill(hide, 0), geo[b] * ~hide.unsqueeze(1)), y[b])
-                opt.zero_grad(); loss.backward(); opt.step()
-            sched.step(); bar.set_postfix(loss=f"{loss.item():.4f}")
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            sched.step()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
         self.samples_, self.cutoff_ = len(s), cutoff
         return self
 
     def predict_rates(self, s: pd.DataFrame, covariates=None) -> np.ndarray:
         "Annualised growth-rate quantiles `[unit, horizon, quantile]` for the origins in samples `s`."
         self.net_.eval()
-        with torch.no_grad(): out = self.net_(*self._tensors(s, self._covariates(covariates))).cpu().numpy() / 10
+        with torch.no_grad():
+            out = self.net_(*self._tensors(s, self._covariates(covariates))).cpu().numpy() / 10
         self.net_.train()
         return out
 
@@ -119,33 +167,49 @@ class GrowthModel:
 # %% ../../nbs/32_models.growth.ipynb #c014
 def save_model(model: GrowthModel, folder: str | Path) -> Path:
     "Save a fitted `GrowthModel` to `folder`."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder/"model.pt") as tmp: torch.save({k: v.cpu() for k, v in model.net_.state_dict().items()}, tmp)
-    meta = dict(config=model.config, countries=model.countries_, cutoff=model.cutoff_, samples=model.samples_,
-                n_features=model.net_.body[0].in_features - model.net_.country.embedding_dim - 5)
-    write_text_atomic(folder/"model.json", json.dumps(meta, indent=1))
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "model.pt") as tmp:
+        torch.save({k: v.cpu() for k, v in model.net_.state_dict().items()}, tmp)
+    meta = dict(
+        config=model.config,
+        countries=model.countries_,
+        cutoff=model.cutoff_,
+        samples=model.samples_,
+        n_features=model.net_.body[0].in_features - model.net_.country.embedding_dim - 5,
+    )
+    write_text_atomic(folder / "model.json", json.dumps(meta, indent=1))
     return folder
+
 
 def load_model(folder: str | Path, device: str = "auto") -> GrowthModel:
     "Load a `GrowthModel` saved by `save_model`."
     folder = Path(folder)
-    if not (folder/"model.pt").exists(): raise UrbanlabError(f"No trained growth model in {folder} (run the train_growth stage).")
-    meta = json.loads((folder/"model.json").read_text())
+    if not (folder / "model.pt").exists():
+        raise UrbanlabError(f"No trained growth model in {folder} (run the train_growth stage).")
+    meta = json.loads((folder / "model.json").read_text())
     m = GrowthModel(**meta["config"], device=device, progress=False)
-    m.device_, m.countries_, m.cutoff_, m.samples_ = pick_device(device), meta["countries"], meta["cutoff"], meta["samples"]
+    m.device_, m.countries_, m.cutoff_, m.samples_ = (
+        pick_device(device),
+        meta["countries"],
+        meta["cutoff"],
+        meta["samples"],
+    )
     m.net_ = GrowthNet(meta["n_features"], len(m.countries_), hidden=meta["config"]["hidden"]).to(m.device_)
-    m.net_.load_state_dict(torch.load(folder/"model.pt", map_location=m.device_))
+    m.net_.load_state_dict(torch.load(folder / "model.pt", map_location=m.device_))
     return m
 
 # %% ../../nbs/32_models.growth.ipynb #c017
 def matrix_features(years: np.ndarray, pops: np.ndarray, lags: int = 4) -> np.ndarray:
     "`lag_features` for N series observed in the same `years` (`pops` of shape [N, T]), vectorised."
-    years = np.asarray(years, float); n = len(pops)
+    years = np.asarray(years, float)
+    n = len(pops)
     g, s = np.diff(np.log(pops), axis=1) / np.diff(years), np.diff(years) / 10
     k = min(lags, g.shape[1])
     rate, span, mask = np.zeros((n, lags)), np.zeros((n, lags)), np.zeros((n, lags))
     rate[:, -k:], span[:, -k:], mask[:, -k:] = g[:, -k:], s[-k:], 1
     return np.concatenate([rate * 10, span, mask, np.log(pops[:, -1:]) - 13.5], axis=1)
+
 
 def forecast_matrix(model: GrowthModel, years, pops: np.ndarray, batch: int = 262_144) -> np.ndarray:
     "Population quantiles `[N, horizon, quantile]` 5, 10, 15 and 20 years after the last of `years`, for series without covariates."
@@ -154,8 +218,8 @@ def forecast_matrix(model: GrowthModel, years, pops: np.ndarray, batch: int = 26
     rates = np.empty((len(x), len(HORIZONS), 3), dtype=np.float32)
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            xb = torch.tensor(x[i:i + batch], dtype=torch.float32, device=dev)
+            xb = torch.tensor(x[i : i + batch], dtype=torch.float32, device=dev)
             unknown = torch.zeros(len(xb), dtype=torch.long, device=dev)
-            rates[i:i + batch] = (net(xb, unknown, torch.zeros(len(xb), 5, device=dev)) / 10).cpu().numpy()
+            rates[i : i + batch] = (net(xb, unknown, torch.zeros(len(xb), 5, device=dev)) / 10).cpu().numpy()
     net.train()
     return pops[:, -1, None, None] * np.exp(rates * np.array(HORIZONS, dtype=np.float32)[None, :, None])

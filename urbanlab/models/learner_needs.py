@@ -16,100 +16,176 @@ __all__ = ['LABELS', 'LEARNER_FEATURES', 'DISTRICT_SHARES', 'FEATURES', 'learner
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c005
 LABELS = ["needs_device", "needs_connectivity", "needs_materials"]
-LEARNER_FEATURES = ["grade", "rural", "poverty_quintile", "has_device", "has_connectivity", "has_printed_materials",
-                    "usage_hours_week", "past_score"]
-DISTRICT_SHARES = {"district_device_share": "has_device", "district_connectivity_share": "has_connectivity",
-                   "district_materials_share": "has_printed_materials", "district_rural_share": "rural"}
+LEARNER_FEATURES = [
+    "grade",
+    "rural",
+    "poverty_quintile",
+    "has_device",
+    "has_connectivity",
+    "has_printed_materials",
+    "usage_hours_week",
+    "past_score",
+]
+DISTRICT_SHARES = {
+    "district_device_share": "has_device",
+    "district_connectivity_share": "has_connectivity",
+    "district_materials_share": "has_printed_materials",
+    "district_rural_share": "rural",
+}
 FEATURES = LEARNER_FEATURES + list(DISTRICT_SHARES) + ["district_learners_log", "poverty_pct", "hdi_2019"]
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c007
-def learner_features(learners,   # Spark DataFrame of learners (`LEARNER_COLUMNS`)
-                     districts   # Spark DataFrame with `ubigeo`, `poverty_pct`, `hdi_2019` (from `load_inputs`)
-                    ):
+def learner_features(
+    learners,  # Spark DataFrame of learners (`LEARNER_COLUMNS`)
+    districts,  # Spark DataFrame with `ubigeo`, `poverty_pct`, `hdi_2019` (from `load_inputs`)
+):
     "Spark DataFrame: `learner_id`, `ubigeo`, `synthetic`, the `LABELS` (0/1) and every one of `FEATURES` as a double."
     from pyspark.sql import functions as F
+
     own = [F.col(c).cast("double").alias(c) for c in LEARNER_FEATURES]
     labels = [F.col(c).cast("int").alias(c) for c in LABELS]
-    ctx = learners.groupBy("ubigeo").agg(*[F.avg(F.col(s).cast("double")).alias(n) for n, s in DISTRICT_SHARES.items()],
-                                         F.log(F.count(F.lit(1))).alias("district_learners_log"))
-    inp = districts.select(F.col("ubigeo").cast("string").alias("ubigeo"), F.col("poverty_pct").cast("double"),
-                           F.col("hdi_2019").cast("double"))
-    base = learners.select(F.col("learner_id"), F.col("ubigeo").cast("string").alias("ubigeo"), "synthetic", *labels, *own)
-    return base.join(ctx, "ubigeo").join(F.broadcast(inp), "ubigeo", "left").select(
-        "learner_id", "ubigeo", "synthetic", *LABELS, *FEATURES)
+    ctx = learners.groupBy("ubigeo").agg(
+        *[F.avg(F.col(s).cast("double")).alias(n) for n, s in DISTRICT_SHARES.items()],
+        F.log(F.count(F.lit(1))).alias("district_learners_log"),
+    )
+    inp = districts.select(
+        F.col("ubigeo").cast("string").alias("ubigeo"),
+        F.col("poverty_pct").cast("double"),
+        F.col("hdi_2019").cast("double"),
+    )
+    base = learners.select(
+        F.col("learner_id"), F.col("ubigeo").cast("string").alias("ubigeo"), "synthetic", *labels, *own
+    )
+    return (
+        base.join(ctx, "ubigeo")
+        .join(F.broadcast(inp), "ubigeo", "left")
+        .select("learner_id", "ubigeo", "synthetic", *LABELS, *FEATURES)
+    )
+
 
 def check_features(features) -> None:
     "Raise when a feature is missing anywhere (a district absent from the inputs), naming up to five districts."
     from pyspark.sql import functions as F
-    bad = features.where(F.greatest(*[F.col(c).isNull().cast("int") for c in FEATURES]) == 1).select("ubigeo").distinct().limit(5)
+
+    bad = (
+        features.where(F.greatest(*[F.col(c).isNull().cast("int") for c in FEATURES]) == 1)
+        .select("ubigeo")
+        .distinct()
+        .limit(5)
+    )
     ub = [r.ubigeo for r in bad.collect()]
-    if ub: raise UrbanlabError(f"Features missing for districts {ub}: are they in the district inputs?")
+    if ub:
+        raise UrbanlabError(f"Features missing for districts {ub}: are they in the district inputs?")
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c013
 def split_by_district(features, test_share: float = 0.25, seed: int = 0):
     "(train, test) Spark DataFrames, every district wholly on one side (by a hash of `ubigeo`)."
     from pyspark.sql import functions as F
-    if not 0 < test_share < 1: raise UrbanlabError(f"test_share must lie strictly between 0 and 1, not {test_share}.")
-    test = F.pmod(F.hash(F.col("ubigeo"), F.lit(seed)), F.lit(100)) < F.lit(round(100*test_share))
+
+    if not 0 < test_share < 1:
+        raise UrbanlabError(f"test_share must lie strictly between 0 and 1, not {test_share}.")
+    test = F.pmod(F.hash(F.col("ubigeo"), F.lit(seed)), F.lit(100)) < F.lit(round(100 * test_share))
     return features.where(~test), features.where(test)
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c016
 def _assembler(features=FEATURES):
     from pyspark.ml.feature import VectorAssembler
+
     return VectorAssembler(inputCols=list(features), outputCol="_x")
+
 
 def fit_forests(train, labels=LABELS, features=FEATURES, trees: int = 20, depth: int = 6, seed: int = 0) -> dict:
     "One fitted Spark random forest per label: {label: model}."
     from pyspark.ml.classification import RandomForestClassifier
+
     x = _assembler(features).transform(train).select("_x", *labels).cache()
-    out = {l: RandomForestClassifier(featuresCol="_x", labelCol=l, numTrees=trees, maxDepth=depth, seed=seed,
-                                     probabilityCol=f"_p_{l}", rawPredictionCol=f"_r_{l}", predictionCol=f"_y_{l}").fit(x)
-           for l in labels}
+    out = {
+        l: RandomForestClassifier(
+            featuresCol="_x",
+            labelCol=l,
+            numTrees=trees,
+            maxDepth=depth,
+            seed=seed,
+            probabilityCol=f"_p_{l}",
+            rawPredictionCol=f"_r_{l}",
+            predictionCol=f"_y_{l}",
+        ).fit(x)
+        for l in labels
+    }
     x.unpersist()
     return out
+
 
 def score_forests(features, forests: dict, features_used=FEATURES):
     "`features` with `rf_<label>`, the forest's probability of each label."
     from pyspark.sql import functions as F
     from pyspark.ml.functions import vector_to_array
+
     df = _assembler(features_used).transform(features)
     for l, m in forests.items():
-        df = m.transform(df).withColumn(f"rf_{l}", vector_to_array(F.col(f"_p_{l}"))[1]).drop(f"_p_{l}", f"_r_{l}", f"_y_{l}")
+        df = (
+            m.transform(df)
+            .withColumn(f"rf_{l}", vector_to_array(F.col(f"_p_{l}"))[1])
+            .drop(f"_p_{l}", f"_r_{l}", f"_y_{l}")
+        )
     return df.drop("_x")
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c019
 def sample_features(features, n: int = 100_000, seed: int = 0) -> pd.DataFrame:
     "About `n` rows of the Spark `features`, each kept with chance `n`/rows (no `limit`, which would favour early partitions), as pandas."
     total = features.count()
-    return (features if n >= total else features.sample(fraction=n/total, seed=seed)).toPandas()
+    return (features if n >= total else features.sample(fraction=n / total, seed=seed)).toPandas()
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c020
 class DenseScorer:
     "The forward pass of a standardise-then-dense network in numpy: picklable, no TensorFlow."
+
     def __init__(self, mean, scale, layers: list, labels=LABELS, features=FEATURES):
-        self.mean, self.scale, self.layers = np.asarray(mean), np.asarray(scale), [(np.asarray(w), np.asarray(b)) for w, b in layers]
+        self.mean, self.scale, self.layers = (
+            np.asarray(mean),
+            np.asarray(scale),
+            [(np.asarray(w), np.asarray(b)) for w, b in layers],
+        )
         self.labels, self.features = list(labels), list(features)
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         "Probabilities, one column per label."
-        h = (np.asarray(X, dtype=np.float32) - self.mean)/self.scale
-        for w, b in self.layers[:-1]: h = np.maximum(h @ w + b, 0)
+        h = (np.asarray(X, dtype=np.float32) - self.mean) / self.scale
+        for w, b in self.layers[:-1]:
+            h = np.maximum(h @ w + b, 0)
         w, b = self.layers[-1]
-        return 1/(1 + np.exp(-(h @ w + b)))
+        return 1 / (1 + np.exp(-(h @ w + b)))
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c023
 class KerasLearnerNeeds:
     "A Keras network with one sigmoid output per label in `LABELS`, trained with binary cross-entropy."
-    def __init__(self, epochs: int = 30, seed: int = 0, hidden: tuple = (32, 16), batch_size: int = 256,
-                 learning_rate: float = 3e-3, patience: int = 4, labels=LABELS, features=FEATURES):
+
+    def __init__(
+        self,
+        epochs: int = 30,
+        seed: int = 0,
+        hidden: tuple = (32, 16),
+        batch_size: int = 256,
+        learning_rate: float = 3e-3,
+        patience: int = 4,
+        labels=LABELS,
+        features=FEATURES,
+    ):
         self.epochs, self.seed, self.hidden, self.batch_size = epochs, seed, tuple(hidden), batch_size
-        self.learning_rate, self.patience, self.labels, self.features = learning_rate, patience, list(labels), list(features)
+        self.learning_rate, self.patience, self.labels, self.features = (
+            learning_rate,
+            patience,
+            list(labels),
+            list(features),
+        )
 
     def _network(self, d: int):
         keras, tf = _keras()
-        keras.utils.set_random_seed(self.seed); tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(self.seed)
+        tf.config.experimental.enable_op_determinism()
         layers = [keras.Input((d,))]
-        for units in self.hidden: layers += [keras.layers.Dense(units, activation="relu"), keras.layers.Dropout(0.1)]
+        for units in self.hidden:
+            layers += [keras.layers.Dense(units, activation="relu"), keras.layers.Dropout(0.1)]
         net = keras.Sequential(layers + [keras.layers.Dense(len(self.labels), activation="sigmoid")])
         net.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="binary_crossentropy")
         return net
@@ -117,13 +193,23 @@ class KerasLearnerNeeds:
     def fit(self, frame: pd.DataFrame):
         "Train on a pandas frame with `features` and `labels`; returns self."
         keras, _ = _keras()
-        X = frame[self.features].to_numpy(dtype=np.float32); Y = frame[self.labels].to_numpy(dtype=np.float32)
-        if np.isnan(X).any(): raise UrbanlabError("Features are missing in the training frame: run `check_features` first.")
+        X = frame[self.features].to_numpy(dtype=np.float32)
+        Y = frame[self.labels].to_numpy(dtype=np.float32)
+        if np.isnan(X).any():
+            raise UrbanlabError("Features are missing in the training frame: run `check_features` first.")
         self.mean_, self.scale_ = X.mean(axis=0), np.where(X.std(axis=0) > 0, X.std(axis=0), 1).astype(np.float32)
         self.net_ = self._network(X.shape[1])
         stop = keras.callbacks.EarlyStopping(patience=self.patience, restore_best_weights=True)
-        h = self.net_.fit((X - self.mean_)/self.scale_, Y, epochs=self.epochs, batch_size=self.batch_size,
-                          validation_split=0.15, shuffle=True, verbose=0, callbacks=[stop])
+        h = self.net_.fit(
+            (X - self.mean_) / self.scale_,
+            Y,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            validation_split=0.15,
+            shuffle=True,
+            verbose=0,
+            callbacks=[stop],
+        )
         self.epochs_run_, self.n_train_ = len(h.history["loss"]), len(X)
         return self
 
@@ -134,47 +220,76 @@ class KerasLearnerNeeds:
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         "Probabilities from Keras itself, one column per label."
-        X = (frame[self.features].to_numpy(dtype=np.float32) - self.mean_)/self.scale_
+        X = (frame[self.features].to_numpy(dtype=np.float32) - self.mean_) / self.scale_
         return np.asarray(self.net_(X, training=False), dtype=float)
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c025
-def score_learners(features,     # Spark DataFrame with every column the model uses
-                   model,        # a fitted `KerasLearnerNeeds` or its `DenseScorer`
-                   prefix: str = "nn_"):
+def score_learners(
+    features,  # Spark DataFrame with every column the model uses
+    model,  # a fitted `KerasLearnerNeeds` or its `DenseScorer`
+    prefix: str = "nn_",
+):
     "`features` with `<prefix><label>`, the network's probability of each label, scored on Spark's workers."
     from pyspark.sql.types import DoubleType, StructField, StructType
+
     scorer = model.scorer() if hasattr(model, "scorer") else model
     out = [f"{prefix}{l}" for l in scorer.labels]
     schema = StructType(features.schema.fields + [StructField(c, DoubleType()) for c in out])
+
     def score(batches):
         for b in batches:
             p = scorer(b[scorer.features].to_numpy(dtype=np.float32))
             yield b.assign(**{c: p[:, i].astype(float) for i, c in enumerate(out)})
+
     return features.mapInPandas(score, schema)
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c029
 def classification_metrics(y_true, prob, threshold: float = 0.5) -> pd.DataFrame:
     "One row: `n`, `prevalence`, `accuracy`, `precision`, `recall`, `f1`, `brier` of probabilities `prob` for labels `y_true`."
     y, p = np.asarray(y_true).astype(bool), np.asarray(prob, dtype=float)
-    if len(y) != len(p) or not len(y): raise UrbanlabError(f"Need as many labels as probabilities, and some: {len(y)} and {len(p)}.")
-    yh = p >= threshold; tp, fp, fn = (yh & y).sum(), (yh & ~y).sum(), (~yh & y).sum()
-    prec = tp/(tp + fp) if tp + fp else 0.0; rec = tp/(tp + fn) if tp + fn else 0.0
-    return pd.DataFrame(dict(n=[len(y)], prevalence=[y.mean()], accuracy=[(yh == y).mean()], precision=[prec],
-                             recall=[rec], f1=[2*prec*rec/(prec + rec) if prec + rec else 0.0], brier=[np.mean((p - y)**2)]))
+    if len(y) != len(p) or not len(y):
+        raise UrbanlabError(f"Need as many labels as probabilities, and some: {len(y)} and {len(p)}.")
+    yh = p >= threshold
+    tp, fp, fn = (yh & y).sum(), (yh & ~y).sum(), (~yh & y).sum()
+    prec = tp / (tp + fp) if tp + fp else 0.0
+    rec = tp / (tp + fn) if tp + fn else 0.0
+    return pd.DataFrame(
+        dict(
+            n=[len(y)],
+            prevalence=[y.mean()],
+            accuracy=[(yh == y).mean()],
+            precision=[prec],
+            recall=[rec],
+            f1=[2 * prec * rec / (prec + rec) if prec + rec else 0.0],
+            brier=[np.mean((p - y) ** 2)],
+        )
+    )
+
 
 def reliability_table(y_true, prob, bins: int = 10) -> pd.DataFrame:
     "Per bin of equal width in [0, 1]: `lo`, `hi`, `n`, `mean_prob`, `observed` (empty bins have NaN means)."
     y, p = np.asarray(y_true, dtype=float), np.asarray(prob, dtype=float)
-    b = np.clip((p*bins).astype(int), 0, bins - 1)
-    g = pd.DataFrame(dict(b=b, p=p, y=y)).groupby("b").agg(n=("p", "size"), mean_prob=("p", "mean"), observed=("y", "mean"))
+    b = np.clip((p * bins).astype(int), 0, bins - 1)
+    g = (
+        pd.DataFrame(dict(b=b, p=p, y=y))
+        .groupby("b")
+        .agg(n=("p", "size"), mean_prob=("p", "mean"), observed=("y", "mean"))
+    )
     g = g.reindex(range(bins)).fillna(dict(n=0)).astype(dict(n="int64"))
-    return g.rename_axis("bin").reset_index().assign(lo=lambda d: d.bin/bins, hi=lambda d: (d.bin + 1)/bins)[
-        ["bin", "lo", "hi", "n", "mean_prob", "observed"]]
+    return (
+        g.rename_axis("bin")
+        .reset_index()
+        .assign(lo=lambda d: d.bin / bins, hi=lambda d: (d.bin + 1) / bins)[
+            ["bin", "lo", "hi", "n", "mean_prob", "observed"]
+        ]
+    )
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c033
 def compare_models(scored: pd.DataFrame, models=("rf", "nn"), labels=LABELS) -> pd.DataFrame:
     "Metrics per model and label of `scored` (labels and `<model>_<label>` probabilities), with `synthetic`."
-    rows = [classification_metrics(scored[l], scored[f"{m}_{l}"]).assign(label=l, model=m) for l in labels for m in models]
+    rows = [
+        classification_metrics(scored[l], scored[f"{m}_{l}"]).assign(label=l, model=m) for l in labels for m in models
+    ]
     out = pd.concat(rows, ignore_index=True)
     out["synthetic"] = bool(scored["synthetic"].all()) if "synthetic" in scored else False
     return out[["label", "model", "n", "prevalence", "accuracy", "precision", "recall", "f1", "brier", "synthetic"]]
@@ -182,8 +297,9 @@ def compare_models(scored: pd.DataFrame, models=("rf", "nn"), labels=LABELS) -> 
 # %% ../../nbs/36_models.learner_needs.ipynb #c036
 def expected_interval(expected, variance, learners, level: float = 0.9):
     "(lower, upper) of the normal interval `expected` ± z √`variance` at `level`, clipped to [0, `learners`]."
-    if not 0 < level < 1: raise UrbanlabError(f"level must lie strictly between 0 and 1, not {level}.")
-    half = ndtri(0.5 + level/2)*np.sqrt(np.asarray(variance, dtype=float))
+    if not 0 < level < 1:
+        raise UrbanlabError(f"level must lie strictly between 0 and 1, not {level}.")
+    half = ndtri(0.5 + level / 2) * np.sqrt(np.asarray(variance, dtype=float))
     e = np.asarray(expected, dtype=float)
     return np.clip(e - half, 0, None), np.minimum(e + half, np.asarray(learners, dtype=float))
 
@@ -191,10 +307,11 @@ def expected_interval(expected, variance, learners, level: float = 0.9):
 def district_needs(scored, prefix: str = "nn_", labels=LABELS, level: float = 0.9) -> pd.DataFrame:
     "Per district: `learners`, and per label `expected_<label>`, `lower_<label>`, `upper_<label>`; `synthetic` if all are."
     from pyspark.sql import functions as F
+
     aggs = [F.count(F.lit(1)).alias("learners"), F.min(F.col("synthetic").cast("int")).alias("synthetic")]
     for l in labels:
         p = F.col(f"{prefix}{l}")
-        aggs += [F.sum(p).alias(f"expected_{l}"), F.sum(p*(1 - p)).alias(f"_var_{l}")]
+        aggs += [F.sum(p).alias(f"expected_{l}"), F.sum(p * (1 - p)).alias(f"_var_{l}")]
     d = scored.groupBy("ubigeo").agg(*aggs).toPandas().sort_values("ubigeo", ignore_index=True)
     for l in labels:
         d[f"lower_{l}"], d[f"upper_{l}"] = expected_interval(d[f"expected_{l}"], d.pop(f"_var_{l}"), d.learners, level)

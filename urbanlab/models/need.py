@@ -24,39 +24,57 @@ __all__ = ['TARGETS', 'label_matrix', 'label_frame', 'KerasNeed', 'save_need_mod
 # %% ../../nbs/35_models.need.ipynb #c005
 TARGETS = {"poverty_pct": 100.0, "hdi_2019": 1.0}  # label -> its full scale
 
+
 def label_matrix(frame: pd.DataFrame) -> np.ndarray:
     "The labels of `frame` scaled to [0, 1], one column per target."
-    return np.column_stack([frame[t].to_numpy(dtype=float)/s for t, s in TARGETS.items()])
+    return np.column_stack([frame[t].to_numpy(dtype=float) / s for t, s in TARGETS.items()])
+
 
 def label_frame(scaled: np.ndarray, index=None) -> pd.DataFrame:
     "Predictions in [0, 1] back in the labels' units."
-    return pd.DataFrame({t: scaled[:, i]*s for i, (t, s) in enumerate(TARGETS.items())}, index=index)
+    return pd.DataFrame({t: scaled[:, i] * s for i, (t, s) in enumerate(TARGETS.items())}, index=index)
 
 # %% ../../nbs/35_models.need.ipynb #c008
 def _keras():
     "keras and tensorflow, imported on first use without TensorFlow's C++ start-up chatter on stderr."
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # no C++ INFO, WARNING or ERROR lines (tf.data's are noise)
-    saved = os.dup(2); null = os.open(os.devnull, os.O_WRONLY)
-    try:                                              # absl prints two lines before logging starts; only a closed fd hides them
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no C++ INFO, WARNING or ERROR lines (tf.data's are noise)
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:  # absl prints two lines before logging starts; only a closed fd hides them
         os.dup2(null, 2)
         import keras, tensorflow as tf
     finally:
-        os.dup2(saved, 2); os.close(saved); os.close(null)
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
     return keras, tf
+
 
 class KerasNeed:
     "A multi-output Keras network predicting every target in `TARGETS` from district features."
-    def __init__(self, epochs: int = 400, seed: int = 0, hidden: tuple = (64, 32), batch_size: int = 128,
-                 learning_rate: float = 3e-3, patience: int = 30, progress: bool = False):
+
+    def __init__(
+        self,
+        epochs: int = 400,
+        seed: int = 0,
+        hidden: tuple = (64, 32),
+        batch_size: int = 128,
+        learning_rate: float = 3e-3,
+        patience: int = 30,
+        progress: bool = False,
+    ):
         self.epochs, self.seed, self.hidden, self.batch_size = epochs, seed, tuple(hidden), batch_size
         self.learning_rate, self.patience, self.progress = learning_rate, patience, progress
 
     def _network(self, X: np.ndarray):
         keras, tf = _keras()
-        keras.utils.set_random_seed(self.seed); tf.config.experimental.enable_op_determinism()
-        norm = keras.layers.Normalization(); norm.adapt(X)
+        keras.utils.set_random_seed(self.seed)
+        tf.config.experimental.enable_op_determinism()
+        norm = keras.layers.Normalization()
+        norm.adapt(X)
         layers = [keras.Input((X.shape[1],)), norm]
-        for units in self.hidden: layers += [keras.layers.Dense(units, activation="relu"), keras.layers.Dropout(0.1)]
+        for units in self.hidden:
+            layers += [keras.layers.Dense(units, activation="relu"), keras.layers.Dropout(0.1)]
         net = keras.Sequential(layers + [keras.layers.Dense(len(TARGETS), activation="sigmoid")])
         net.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse")
         return net
@@ -64,35 +82,60 @@ class KerasNeed:
     def fit(self, X: np.ndarray, Y: np.ndarray):
         "Train on features `X` and labels `Y` scaled to [0, 1]; returns self."
         keras, _ = _keras()
-        with warnings.catch_warnings():               # a feature missing everywhere has no median: it becomes 0
-            warnings.simplefilter("ignore", RuntimeWarning); self.medians_ = np.nan_to_num(np.nanmedian(X, axis=0))
-        X = self._fill(X); self.net_ = self._network(X)
+        with warnings.catch_warnings():  # a feature missing everywhere has no median: it becomes 0
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.medians_ = np.nan_to_num(np.nanmedian(X, axis=0))
+        X = self._fill(X)
+        self.net_ = self._network(X)
         stop = keras.callbacks.EarlyStopping(patience=self.patience, restore_best_weights=True)
-        h = self.net_.fit(X, Y, epochs=self.epochs, batch_size=self.batch_size, validation_split=0.15, shuffle=True,
-                          verbose=1 if self.progress else 0, callbacks=[stop])
+        h = self.net_.fit(
+            X,
+            Y,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            validation_split=0.15,
+            shuffle=True,
+            verbose=1 if self.progress else 0,
+            callbacks=[stop],
+        )
         self.epochs_run_ = len(h.history["loss"])
         return self
 
-    def _fill(self, X): return np.where(np.isnan(X), self.medians_, X).astype("float32")
+    def _fill(self, X):
+        return np.where(np.isnan(X), self.medians_, X).astype("float32")
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         "Predicted labels in [0, 1], one column per target."
-        return np.asarray(self.net_(self._fill(X), training=False), dtype=float)   # a plain call: no retracing per model
+        return np.asarray(self.net_(self._fill(X), training=False), dtype=float)  # a plain call: no retracing per model
 
 # %% ../../nbs/35_models.need.ipynb #c012
 def save_need_model(model: KerasNeed, features: list[str], folder: str | Path) -> Path:
     "Save a fitted `KerasNeed` and its feature names into `folder`."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    model.net_.save(folder/"need.keras")
-    meta = dict(features=features, targets=list(TARGETS), medians=model.medians_.tolist(), epochs_run=model.epochs_run_, seed=model.seed)
-    write_text_atomic(folder/"need.json", json.dumps(meta, indent=1))
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.net_.save(folder / "need.keras")
+    meta = dict(
+        features=features,
+        targets=list(TARGETS),
+        medians=model.medians_.tolist(),
+        epochs_run=model.epochs_run_,
+        seed=model.seed,
+    )
+    write_text_atomic(folder / "need.json", json.dumps(meta, indent=1))
     return folder
+
 
 def load_need_model(folder: str | Path) -> tuple[KerasNeed, list[str]]:
     "A saved `KerasNeed` and the feature names it expects."
     folder = Path(folder)
-    if not (folder/"need.json").exists(): raise UrbanlabError(f"{folder}: no need model here (expected need.keras and need.json; run the train_need stage).")
-    keras, _ = _keras(); meta = json.loads((folder/"need.json").read_text())
-    m = KerasNeed(seed=meta["seed"]); m.net_ = keras.models.load_model(folder/"need.keras")
+    if not (folder / "need.json").exists():
+        raise UrbanlabError(
+            f"{folder}: no need model here (expected need.keras and need.json; run the train_need stage)."
+        )
+    keras, _ = _keras()
+    meta = json.loads((folder / "need.json").read_text())
+    m = KerasNeed(seed=meta["seed"])
+    m.net_ = keras.models.load_model(folder / "need.keras")
     m.medians_, m.epochs_run_ = np.array(meta["medians"]), meta["epochs_run"]
     return m, meta["features"]
 
@@ -100,62 +143,96 @@ def load_need_model(folder: str | Path) -> tuple[KerasNeed, list[str]]:
 def need_models(epochs: int = 400, seed: int = 0) -> dict:
     "Fresh models by name: the Keras network (`urbanlab`) and its scikit-learn baselines (`ridge`, `gbm`)."
     fill = lambda: SimpleImputer(strategy="median", keep_empty_features=True)
-    return {"ridge": make_pipeline(fill(), StandardScaler(), Ridge(alpha=1.0)),
-            "gbm": make_pipeline(fill(), MultiOutputRegressor(HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed))),
-            "urbanlab": KerasNeed(epochs=epochs, seed=seed)}
+    return {
+        "ridge": make_pipeline(fill(), StandardScaler(), Ridge(alpha=1.0)),
+        "gbm": make_pipeline(
+            fill(),
+            MultiOutputRegressor(HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed)),
+        ),
+        "urbanlab": KerasNeed(epochs=epochs, seed=seed),
+    }
 
 # %% ../../nbs/35_models.need.ipynb #c017
-def spatial_cv(features: pd.DataFrame,  # one row per district: the inputs, the labels and the group column
-               columns: list[str],      # the inputs
-               group: str = "department", # hold out whole groups of this column (department or province)
-               folds: int = 5,          # number of folds
-               models: dict | None = None, # name -> fresh model (default `need_models()`)
-               progress: bool = True) -> pd.DataFrame:
+def spatial_cv(
+    features: pd.DataFrame,  # one row per district: the inputs, the labels and the group column
+    columns: list[str],  # the inputs
+    group: str = "department",  # hold out whole groups of this column (department or province)
+    folds: int = 5,  # number of folds
+    models: dict | None = None,  # name -> fresh model (default `need_models()`)
+    progress: bool = True,
+) -> pd.DataFrame:
     "Out-of-fold predictions: `ubigeo`, `fold`, `model`, `target`, `observed`, `predicted` (labels' units)."
-    if group not in features.columns: raise UrbanlabError(f"Cannot group districts by {group!r}: no such column; expected department or province.")
+    if group not in features.columns:
+        raise UrbanlabError(f"Cannot group districts by {group!r}: no such column; expected department or province.")
     labelled = features.dropna(subset=list(TARGETS)).reset_index(drop=True)
     groups = labelled[group].astype(str)
-    if groups.nunique() < folds: raise UrbanlabError(f"folds={folds} needs at least {folds} {group}s with labels; there are {groups.nunique()}.")
+    if groups.nunique() < folds:
+        raise UrbanlabError(f"folds={folds} needs at least {folds} {group}s with labels; there are {groups.nunique()}.")
     X, Y = labelled[columns].to_numpy(dtype=float), label_matrix(labelled)
-    models = models or need_models(); rows = []
+    models = models or need_models()
+    rows = []
     splits = list(GroupKFold(n_splits=folds).split(X, Y, groups))
     for name, model in tqdm(models.items(), desc=f"spatial CV by {group}", disable=not progress):
         for k, (tr, te) in enumerate(splits):
             pred = label_frame(model.fit(X[tr], Y[tr]).predict(X[te]))
             for t in TARGETS:
-                rows.append(pd.DataFrame({"ubigeo": labelled.ubigeo.iloc[te].to_numpy(), "fold": k, "model": name, "target": t,
-                                          "observed": labelled[t].iloc[te].to_numpy(), "predicted": pred[t].to_numpy()}))
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "ubigeo": labelled.ubigeo.iloc[te].to_numpy(),
+                            "fold": k,
+                            "model": name,
+                            "target": t,
+                            "observed": labelled[t].iloc[te].to_numpy(),
+                            "predicted": pred[t].to_numpy(),
+                        }
+                    )
+                )
     return pd.concat(rows, ignore_index=True)
 
 # %% ../../nbs/35_models.need.ipynb #c019
 def cv_metrics(oof: pd.DataFrame) -> pd.DataFrame:
     "MAE, RMSE and R² of out-of-fold predictions, per model and target."
+
     def score(g):
         e = g.predicted - g.observed
-        return pd.Series({"mae": e.abs().mean(), "rmse": np.sqrt((e**2).mean()),
-                          "r2": 1 - (e**2).sum()/((g.observed - g.observed.mean())**2).sum(), "n": len(g)})
+        return pd.Series(
+            {
+                "mae": e.abs().mean(),
+                "rmse": np.sqrt((e**2).mean()),
+                "r2": 1 - (e**2).sum() / ((g.observed - g.observed.mean()) ** 2).sum(),
+                "n": len(g),
+            }
+        )
+
     return oof.groupby(["target", "model"], sort=False)[["predicted", "observed"]].apply(score).reset_index()
 
 # %% ../../nbs/35_models.need.ipynb #c025
 def need_index(poverty_pct, hdi):
     "The need index in [0, 1]: the mean of the poverty share and 1 - HDI."
-    return 0.5*np.asarray(poverty_pct, dtype=float)/100 + 0.5*(1 - np.asarray(hdi, dtype=float))
+    return 0.5 * np.asarray(poverty_pct, dtype=float) / 100 + 0.5 * (1 - np.asarray(hdi, dtype=float))
 
 # %% ../../nbs/35_models.need.ipynb #c028
-def fill_need(districts: pd.DataFrame,   # `load_districts`: every district, published indicators
-              provinces: pd.DataFrame,   # `load_provinces`: indicators by province
-              predicted: pd.DataFrame    # `ubigeo` and the model's `poverty_pct`, `hdi_2019` per census district
-             ) -> pd.DataFrame:
+def fill_need(
+    districts: pd.DataFrame,  # `load_districts`: every district, published indicators
+    provinces: pd.DataFrame,  # `load_provinces`: indicators by province
+    predicted: pd.DataFrame,  # `ubigeo` and the model's `poverty_pct`, `hdi_2019` per census district
+) -> pd.DataFrame:
     "Every district with its indicators, their `need_source` (observed, model or province) and the `need_index`."
     out = districts[["ubigeo", "department", "province", "district"] + list(TARGETS)].dropna(subset=["ubigeo"]).copy()
     pred = predicted.set_index("ubigeo")[list(TARGETS)].add_suffix("_model")
     out = out.join(pred, on="ubigeo")
     prov = provinces.dropna(subset=["ubigeo"]).set_index("ubigeo")[list(TARGETS)]
-    prov.index = prov.index.str[:4]                      # a province's code is its first 4 digits (`050400` is 0504)
-    out["need_source"] = np.where(out[list(TARGETS)].notna().all(axis=1), "observed",
-                                  np.where(out[[f"{t}_model" for t in TARGETS]].notna().all(axis=1), "model", "province"))
+    prov.index = prov.index.str[:4]  # a province's code is its first 4 digits (`050400` is 0504)
+    out["need_source"] = np.where(
+        out[list(TARGETS)].notna().all(axis=1),
+        "observed",
+        np.where(out[[f"{t}_model" for t in TARGETS]].notna().all(axis=1), "model", "province"),
+    )
     for t in TARGETS:
         from_province = out.ubigeo.str[:4].map(prov[t])
-        out[t] = out[t].where(out.need_source.eq("observed"), out[f"{t}_model"].where(out.need_source.eq("model"), from_province))
+        out[t] = out[t].where(
+            out.need_source.eq("observed"), out[f"{t}_model"].where(out.need_source.eq("model"), from_province)
+        )
     out["need_index"] = need_index(out.poverty_pct, out.hdi_2019)
     return out.reset_index(drop=True)

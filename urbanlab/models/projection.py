@@ -16,22 +16,29 @@ def national_rate(totals: pd.DataFrame, start: int = 2007, end: int = 2017) -> f
     p = totals.set_index("year").population
     return float(np.log(p[end] / p[start]) / (end - start))
 
+
 def cumulative_pull(diff, years: float, half_life: float) -> np.ndarray:
     "Cumulative log effect over `years` of a rate difference that halves every `half_life` years (0: never)."
     diff = np.asarray(diff, float)
-    if not half_life: return diff * years
+    if not half_life:
+        return diff * years
     return diff * half_life / np.log(2) * (1 - 2 ** (-years / half_life))
 
 # %% ../../nbs/34_models.projection.ipynb #c007
-def project_districts(patterns: pd.DataFrame, national: float, year: int = 2030, base_year: int = 2017,
-                      half_life: float = 10.0) -> pd.DataFrame:
+def project_districts(
+    patterns: pd.DataFrame, national: float, year: int = 2030, base_year: int = 2017, half_life: float = 10.0
+) -> pd.DataFrame:
     "Project each district of `patterns` (from `district_patterns`) to `year`; adds rates and `population_<year>`."
     T = year - base_year
     m = patterns.net_internal / patterns.population_5plus.where(patterns.population_5plus > 0) / 5
     dept = patterns.groupby("department")
-    m_region = (dept.net_internal.transform("sum") / dept.population_5plus.transform("sum") / 5)
+    m_region = dept.net_internal.transform("sum") / dept.population_5plus.transform("sum") / 5
     region_rate = national + m_region.fillna(0)
     pull = cumulative_pull((m - m_region).fillna(0), T, half_life)
     projected = patterns.population * np.exp(region_rate * T + pull)
-    return patterns.assign(migration_rate=m.fillna(0), region_rate=region_rate, **{f"population_{year}": projected.round().astype("int64")},
-                           growth_pct=100 * (projected / patterns.population - 1))
+    return patterns.assign(
+        migration_rate=m.fillna(0),
+        region_rate=region_rate,
+        **{f"population_{year}": projected.round().astype("int64")},
+        growth_pct=100 * (projected / patterns.population - 1),
+    )

@@ -15,46 +15,69 @@ __all__ = ['SERIES_COLUMNS', 'MIN_POINTS', 'LAGS', 'HORIZONS', 'SIZE_BINS', 'SIZ
 
 # %% ../../nbs/30_models.series.ipynb #c005
 SERIES_COLUMNS = ["unit_id", "year", "population"]
-MIN_POINTS = 3   # the fewest observations a forecast needs: two growth rates to see a trend
+MIN_POINTS = 3  # the fewest observations a forecast needs: two growth rates to see a trend
+
 
 def check_series(df: pd.DataFrame, source: str = "series", min_points: int = MIN_POINTS) -> pd.DataFrame:
     "`df` as a clean series (`unit_id` str, `year` int, `population` float), or a clear `UrbanlabError`."
     missing = [c for c in SERIES_COLUMNS if c not in df.columns]
-    if missing: raise UrbanlabError(f"{source}: missing column(s) {missing}; a series has columns {SERIES_COLUMNS}.")
-    if df.empty: raise UrbanlabError(f"{source}: no rows.")
+    if missing:
+        raise UrbanlabError(f"{source}: missing column(s) {missing}; a series has columns {SERIES_COLUMNS}.")
+    if df.empty:
+        raise UrbanlabError(f"{source}: no rows.")
     out = df[SERIES_COLUMNS].copy()
     out["unit_id"] = out.unit_id.astype(str)
     for col in ["year", "population"]:
         num = pd.to_numeric(out[col], errors="coerce")
         bad = out.index[num.isna()]
-        if len(bad): raise UrbanlabError(f"{source}: column {col!r} must be a number; rows {_rows(bad)} are not ({out.loc[bad[0], col]!r}).")
+        if len(bad):
+            raise UrbanlabError(
+                f"{source}: column {col!r} must be a number; rows {_rows(bad)} are not ({out.loc[bad[0], col]!r})."
+            )
         out[col] = num
-    if (out.year % 1 != 0).any(): raise UrbanlabError(f"{source}: column 'year' must hold whole years; rows {_rows(out.index[out.year % 1 != 0])}.")
+    if (out.year % 1 != 0).any():
+        raise UrbanlabError(
+            f"{source}: column 'year' must hold whole years; rows {_rows(out.index[out.year % 1 != 0])}."
+        )
     out["year"] = out.year.astype(int)
     bad = out.index[out.population <= 0]
-    if len(bad): raise UrbanlabError(f"{source}: column 'population' must be > 0; rows {_rows(bad)} ({out.loc[bad[0], 'population']:g}).")
+    if len(bad):
+        raise UrbanlabError(
+            f"{source}: column 'population' must be > 0; rows {_rows(bad)} ({out.loc[bad[0], 'population']:g})."
+        )
     dup = out.index[out.duplicated(["unit_id", "year"], keep=False)]
-    if len(dup): raise UrbanlabError(f"{source}: duplicate years for a unit in rows {_rows(dup)} (unit {out.loc[dup[0], 'unit_id']!r}, year {out.loc[dup[0], 'year']}).")
+    if len(dup):
+        raise UrbanlabError(
+            f"{source}: duplicate years for a unit in rows {_rows(dup)} (unit {out.loc[dup[0], 'unit_id']!r}, year {out.loc[dup[0], 'year']})."
+        )
     short = out.groupby("unit_id").size().loc[lambda s: s < min_points]
-    if len(short): raise UrbanlabError(f"{source}: unit {short.index[0]!r} has {short.iloc[0]} point(s); a forecast needs at least {min_points}.")
+    if len(short):
+        raise UrbanlabError(
+            f"{source}: unit {short.index[0]!r} has {short.iloc[0]} point(s); a forecast needs at least {min_points}."
+        )
     return out.sort_values(["unit_id", "year"]).reset_index(drop=True).astype({"population": float})
 
+
 def _rows(index, n: int = 5) -> str:
-    rows = [str(i + 2) for i in index[:n]]        # file line numbers: the header is line 1
+    rows = [str(i + 2) for i in index[:n]]  # file line numbers: the header is line 1
     return ", ".join(rows) + (f" and {len(index) - n} more" if len(index) > n else "")
 
 # %% ../../nbs/30_models.series.ipynb #c007
 def read_series(path: str | Path, min_points: int = MIN_POINTS) -> pd.DataFrame:
     "Read and check a series CSV with columns `unit_id, year, population`."
     path = Path(path)
-    if not path.is_file(): raise UrbanlabError(f"{path}: file not found.")
-    try: df = pd.read_csv(path, dtype={"unit_id": str})
-    except pd.errors.EmptyDataError: raise UrbanlabError(f"{path}: the file is empty.") from None
+    if not path.is_file():
+        raise UrbanlabError(f"{path}: file not found.")
+    try:
+        df = pd.read_csv(path, dtype={"unit_id": str})
+    except pd.errors.EmptyDataError:
+        raise UrbanlabError(f"{path}: the file is empty.") from None
     return check_series(df, str(path), min_points)
 
 # %% ../../nbs/30_models.series.ipynb #c010
 LAGS = 4
 HORIZONS = (5, 10, 15, 20)
+
 
 def lag_features(years: np.ndarray, pops: np.ndarray, lags: int = LAGS) -> np.ndarray:
     "Features of one history (years ascending, ending at the origin): `lags` rates, spans/10, masks, log size."
@@ -64,10 +87,12 @@ def lag_features(years: np.ndarray, pops: np.ndarray, lags: int = LAGS) -> np.nd
     k = min(lags, len(g))
     if k:
         rate[-k:], span[-k:], mask[-k:] = g[-k:], s[-k:], 1
-    return np.concatenate([rate * 10, span, mask, [np.log(pops[-1]) - 13.5]])   # rates per decade; 13.5 ~ ln(700,000)
+    return np.concatenate([rate * 10, span, mask, [np.log(pops[-1]) - 13.5]])  # rates per decade; 13.5 ~ ln(700,000)
 
 # %% ../../nbs/30_models.series.ipynb #c012
-def samples(series: pd.DataFrame, cutoff: int, horizons=HORIZONS, min_points: int = MIN_POINTS, origins=None) -> pd.DataFrame:
+def samples(
+    series: pd.DataFrame, cutoff: int, horizons=HORIZONS, min_points: int = MIN_POINTS, origins=None
+) -> pd.DataFrame:
     "One row per (unit, origin ≤ cutoff): features, and target rates for each horizon whose year is observed and ≤ cutoff."
     rows = []
     for unit, g in series[series.year <= cutoff].groupby("unit_id", sort=False):
@@ -75,10 +100,12 @@ def samples(series: pd.DataFrame, cutoff: int, horizons=HORIZONS, min_points: in
         lookup = dict(zip(years, pops))
         for i in range(min_points - 1, len(years)):
             t = years[i]
-            if origins is not None and t not in origins: continue
+            if origins is not None and t not in origins:
+                continue
             targets = [np.log(lookup[t + h] / pops[i]) / h if t + h in lookup else np.nan for h in horizons]
-            rows.append((unit, t, pops[i], lag_features(years[:i + 1], pops[:i + 1]), targets))
-    if not rows: return pd.DataFrame(columns=["unit_id", "origin", "population", "x", "y"])
+            rows.append((unit, t, pops[i], lag_features(years[: i + 1], pops[: i + 1]), targets))
+    if not rows:
+        return pd.DataFrame(columns=["unit_id", "origin", "population", "x", "y"])
     return pd.DataFrame(rows, columns=["unit_id", "origin", "population", "x", "y"])
 
 # %% ../../nbs/30_models.series.ipynb #c015
@@ -91,6 +118,7 @@ def thinned(series: pd.DataFrame, step: int = 10) -> pd.DataFrame:
 SIZE_BINS = [0, 500_000, 1_000_000, 5_000_000, np.inf]
 SIZE_LABELS = ["<0.5M", "0.5-1M", "1-5M", "5M+"]
 
+
 def size_class(population) -> pd.Series:
     "The size class of each population."
     return pd.cut(pd.Series(population), SIZE_BINS, labels=SIZE_LABELS, right=False).astype(str)
@@ -99,7 +127,12 @@ def size_class(population) -> pd.Series:
 def wup_series(cities: pd.DataFrame, last_year: int = 2015) -> tuple[pd.DataFrame, pd.DataFrame]:
     "The UN city table as (series up to `last_year`, covariates by `unit_id`)."
     est = cities[cities.year <= last_year]
-    series = pd.DataFrame(dict(unit_id=est.city_code.astype(str), year=est.year.astype(int), population=est.population.astype(float)))
-    cov = (cities.drop_duplicates("city_code").assign(unit_id=lambda d: d.city_code.astype(str))
-           .set_index("unit_id")[["city", "country", "latitude", "longitude"]])
+    series = pd.DataFrame(
+        dict(unit_id=est.city_code.astype(str), year=est.year.astype(int), population=est.population.astype(float))
+    )
+    cov = (
+        cities.drop_duplicates("city_code")
+        .assign(unit_id=lambda d: d.city_code.astype(str))
+        .set_index("unit_id")[["city", "country", "latitude", "longitude"]]
+    )
     return series[series.population > 0].reset_index(drop=True), cov

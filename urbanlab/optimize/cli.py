@@ -8,15 +8,17 @@ import json
 from pathlib import Path
 from typing import Optional
 import typer
-from ..core import UrbanlabError
 
 # %% auto #0
 __all__ = ['locate_app', 'locate', 'pmedian']
 
 # %% ../../nbs/49_optimize.cli.ipynb #c005
-locate_app = typer.Typer(help="Choose facility sites exactly (HiGHS): p-median on OR-Library instances; "
-                              "see urbanlab.optimize.locate for MCLP, LSCP and p-center from Python.",
-                         no_args_is_help=True)
+locate_app = typer.Typer(
+    help="Choose facility sites exactly (HiGHS): p-median on OR-Library instances; "
+    "see urbanlab.optimize.locate for MCLP, LSCP and p-center from Python.",
+    no_args_is_help=True,
+)
+
 
 @locate_app.callback()
 def locate():
@@ -24,13 +26,28 @@ def locate():
 
 # %% ../../nbs/49_optimize.cli.ipynb #c007
 @locate_app.command("pmedian")
-def pmedian(orlib: Path = typer.Option(..., "--orlib", help="An OR-Library p-median file: `n m p`, then `i j cost` edge lines."),
-            p: Optional[int] = typer.Option(None, "-p", help="Number of sites (default: the file's p)."),
-            time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds with the best solution and its proven gap."),
-            as_json: bool = typer.Option(False, "--json", help='Print {"objective", "status", "gap", "seconds", "sites"} as JSON.')):
+def pmedian(
+    orlib: Path = typer.Option(
+        ..., "--orlib", help="An OR-Library p-median file: `n m p`, then `i j cost` edge lines."
+    ),
+    p: Optional[int] = typer.Option(None, "-p", help="Number of sites (default: the file's p)."),
+    time_limit: Optional[float] = typer.Option(
+        None, "--time-limit", help="Stop after this many seconds with the best solution and its proven gap."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help='Print {"objective", "status", "gap", "seconds", "sites"} as JSON.'
+    ),
+):
     "Solve an OR-Library p-median instance to proven optimality; sites are 1-based vertex numbers."
     from urbanlab.optimize.locate import PMedian
+
     m = PMedian.from_orlib(orlib, p=p).solve(time_limit=time_limit)
-    d = m.to_dict(); d.pop("coverage"); d["sites"] = [s + 1 for s in d["sites"]]
-    if as_json: typer.echo(json.dumps(d))
-    else: typer.echo(f"{orlib.name}: objective {d['objective']} ({d['status']}, gap {d['gap']}) in {d['seconds']:.2f} s; sites {d['sites']}")
+    d = m.to_dict()
+    d.pop("coverage")
+    d["sites"] = [s + 1 for s in d["sites"]]
+    if as_json:
+        typer.echo(json.dumps(d))
+    else:
+        typer.echo(
+            f"{orlib.name}: objective {d['objective']} ({d['status']}, gap {d['gap']}) in {d['seconds']:.2f} s; sites {d['sites']}"
+        )

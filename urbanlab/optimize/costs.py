@@ -19,73 +19,105 @@ def _first_cell(mask: np.ndarray) -> str:
     i, j = np.argwhere(mask)[0]
     return f"row {i}, column {j} ({int(mask.sum())} cell{'s' if mask.sum() > 1 else ''} in all)"
 
+
 def check_costs(costs, name: str = "cost matrix") -> np.ndarray:
     "`costs` as a 2-D float array, or an `UrbanlabError` naming the first NaN, infinite or negative cell."
     c = np.asarray(costs, dtype=float)
-    if c.ndim != 2 or 0 in c.shape: raise UrbanlabError(f"The {name} must be 2-D (demand x sites) and non-empty; got shape {c.shape}.")
-    if np.isnan(c).any(): raise UrbanlabError(f"The {name} has NaN at {_first_cell(np.isnan(c))}; expected finite costs >= 0.")
-    if np.isinf(c).any(): raise UrbanlabError(f"The {name} is infinite at {_first_cell(np.isinf(c))}; expected finite costs >= 0 (drop unreachable pairs or give them a large cost).")
-    if (c < 0).any(): raise UrbanlabError(f"The {name} is negative at {_first_cell(c < 0)}; expected finite costs >= 0.")
+    if c.ndim != 2 or 0 in c.shape:
+        raise UrbanlabError(f"The {name} must be 2-D (demand x sites) and non-empty; got shape {c.shape}.")
+    if np.isnan(c).any():
+        raise UrbanlabError(f"The {name} has NaN at {_first_cell(np.isnan(c))}; expected finite costs >= 0.")
+    if np.isinf(c).any():
+        raise UrbanlabError(
+            f"The {name} is infinite at {_first_cell(np.isinf(c))}; expected finite costs >= 0 (drop unreachable pairs or give them a large cost)."
+        )
+    if (c < 0).any():
+        raise UrbanlabError(f"The {name} is negative at {_first_cell(c < 0)}; expected finite costs >= 0.")
     return c
 
 # %% ../../nbs/40_optimize.costs.ipynb #c008
 def check_weights(weights, n: int) -> np.ndarray:
     "`weights` as a float array of length `n` (ones when None), or an `UrbanlabError` saying what is wrong."
-    if weights is None: return np.ones(n)
+    if weights is None:
+        return np.ones(n)
     w = np.asarray(weights, dtype=float).ravel()
-    if len(w) != n: raise UrbanlabError(f"Got {len(w)} demand weights for {n} demand points (rows of the cost matrix).")
+    if len(w) != n:
+        raise UrbanlabError(f"Got {len(w)} demand weights for {n} demand points (rows of the cost matrix).")
     bad = ~np.isfinite(w) | (w < 0)
-    if bad.any(): raise UrbanlabError(f"Demand weight {int(np.argmax(bad))} is {w[bad][0]}; expected finite weights >= 0.")
+    if bad.any():
+        raise UrbanlabError(f"Demand weight {int(np.argmax(bad))} is {w[bad][0]}; expected finite weights >= 0.")
     return w
 
 # %% ../../nbs/40_optimize.costs.ipynb #c011
 def _latlon(points, name: str) -> np.ndarray:
     a = np.asarray(points, dtype=float)
-    if a.ndim != 2 or a.shape[1] != 2: raise UrbanlabError(f"{name} must be an (n, 2) array of (lat, lon) degrees; got shape {a.shape}.")
-    if not np.isfinite(a).all(): raise UrbanlabError(f"{name} has a missing coordinate at row {int(np.argwhere(~np.isfinite(a))[0, 0])}.")
+    if a.ndim != 2 or a.shape[1] != 2:
+        raise UrbanlabError(f"{name} must be an (n, 2) array of (lat, lon) degrees; got shape {a.shape}.")
+    if not np.isfinite(a).all():
+        raise UrbanlabError(f"{name} has a missing coordinate at row {int(np.argwhere(~np.isfinite(a))[0, 0])}.")
     if (np.abs(a[:, 0]) > 90).any() or (np.abs(a[:, 1]) > 180).any():
-        raise UrbanlabError(f"{name} has a latitude outside [-90, 90] or a longitude outside [-180, 180]; expected (lat, lon) in degrees.")
+        raise UrbanlabError(
+            f"{name} has a latitude outside [-90, 90] or a longitude outside [-180, 180]; expected (lat, lon) in degrees."
+        )
     return np.radians(a)
+
 
 def great_circle_matrix(demand, sites, radius: float = EARTH_RADIUS_KM) -> np.ndarray:
     "Great-circle distances (km) from each (lat, lon) in `demand` to each (lat, lon) in `sites`."
     a, b = _latlon(demand, "demand"), _latlon(sites, "sites")
-    dlat = b[None, :, 0] - a[:, None, 0]; dlon = b[None, :, 1] - a[:, None, 1]
-    h = np.sin(dlat/2)**2 + np.cos(a[:, None, 0])*np.cos(b[None, :, 0])*np.sin(dlon/2)**2
-    return 2*radius*np.arcsin(np.sqrt(np.clip(h, 0, 1)))
+    dlat = b[None, :, 0] - a[:, None, 0]
+    dlon = b[None, :, 1] - a[:, None, 1]
+    h = np.sin(dlat / 2) ** 2 + np.cos(a[:, None, 0]) * np.cos(b[None, :, 0]) * np.sin(dlon / 2) ** 2
+    return 2 * radius * np.arcsin(np.sqrt(np.clip(h, 0, 1)))
 
 # %% ../../nbs/40_optimize.costs.ipynb #c015
 def _orlib_ints(path: Path, lineno: int, line: str, k: int) -> list[int]:
-    try: vals = [int(float(x)) for x in line.split()]
-    except ValueError: vals = []
-    if len(vals) != k: raise UrbanlabError(f"{path}, line {lineno}: expected {k} integers ({'n m p' if k == 3 else 'i j cost'}), got {line.strip()!r}.")
+    try:
+        vals = [int(float(x)) for x in line.split()]
+    except ValueError:
+        vals = []
+    if len(vals) != k:
+        raise UrbanlabError(
+            f"{path}, line {lineno}: expected {k} integers ({'n m p' if k == 3 else 'i j cost'}), got {line.strip()!r}."
+        )
     return vals
+
 
 def read_orlib_edges(path: str | Path) -> tuple[int, int, dict]:
     "Read an OR-Library p-median file: `(n, p, {(i, j): cost})`, 0-based `i < j`, the last occurrence of an edge winning."
     path = Path(path)
-    if not path.is_file(): raise UrbanlabError(f"No OR-Library file at {path}.")
+    if not path.is_file():
+        raise UrbanlabError(f"No OR-Library file at {path}.")
     lines = [(k, l) for k, l in enumerate(path.read_text().splitlines(), 1) if l.strip()]
-    if not lines: raise UrbanlabError(f"{path} is empty; expected a first line `n m p`.")
+    if not lines:
+        raise UrbanlabError(f"{path} is empty; expected a first line `n m p`.")
     n, m, p = _orlib_ints(path, *lines[0], 3)
-    if len(lines) - 1 != m: raise UrbanlabError(f"{path}: the header announces {m} edges but {len(lines) - 1} edge lines follow.")
+    if len(lines) - 1 != m:
+        raise UrbanlabError(f"{path}: the header announces {m} edges but {len(lines) - 1} edge lines follow.")
     edges = {}
     for k, l in lines[1:]:
         i, j, c = _orlib_ints(path, k, l, 3)
-        if not (1 <= i <= n and 1 <= j <= n): raise UrbanlabError(f"{path}, line {k}: vertex {i if not 1 <= i <= n else j} is outside 1..{n}.")
-        if c < 0: raise UrbanlabError(f"{path}, line {k}: edge cost {c} is negative; expected costs >= 0.")
-        if i != j: edges[min(i, j) - 1, max(i, j) - 1] = c   # later lines overwrite earlier ones
+        if not (1 <= i <= n and 1 <= j <= n):
+            raise UrbanlabError(f"{path}, line {k}: vertex {i if not 1 <= i <= n else j} is outside 1..{n}.")
+        if c < 0:
+            raise UrbanlabError(f"{path}, line {k}: edge cost {c} is negative; expected costs >= 0.")
+        if i != j:
+            edges[min(i, j) - 1, max(i, j) - 1] = c  # later lines overwrite earlier ones
     return n, p, edges
 
 # %% ../../nbs/40_optimize.costs.ipynb #c018
 def shortest_path_matrix(n: int, edges: dict, source: str = "graph") -> np.ndarray:
     "All-pairs shortest-path costs over the undirected graph on `n` vertices with `edges` `{(i, j): cost}` (0-based)."
     ij = np.array(list(edges), dtype=int).reshape(-1, 2)
-    g = coo_matrix((np.array(list(edges.values()), dtype=float), (ij[:, 0], ij[:, 1])), shape=(n, n)).tocsr()  # explicit zeros stay edges
+    g = coo_matrix(
+        (np.array(list(edges.values()), dtype=float), (ij[:, 0], ij[:, 1])), shape=(n, n)
+    ).tocsr()  # explicit zeros stay edges
     k, labels = connected_components(g, directed=False)
     if k > 1:
         v = int(np.argmax(labels != labels[0]))
-        raise UrbanlabError(f"{source} is disconnected ({k} pieces): vertex {v + 1} cannot be reached from vertex 1; expected one connected graph.")
+        raise UrbanlabError(
+            f"{source} is disconnected ({k} pieces): vertex {v + 1} cannot be reached from vertex 1; expected one connected graph."
+        )
     return shortest_path(g, method="D", directed=False)
 
 # %% ../../nbs/40_optimize.costs.ipynb #c021
@@ -100,5 +132,6 @@ def orlib_optima(path: str | Path) -> dict[str, float]:
     out = {}
     for line in Path(path).read_text().splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[0].startswith("pmed"): out[parts[0]] = float(parts[1])
+        if len(parts) == 2 and parts[0].startswith("pmed"):
+            out[parts[0]] = float(parts[1])
     return out

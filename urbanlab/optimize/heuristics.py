@@ -23,23 +23,29 @@ def greedy_pmedian(c: np.ndarray, w: np.ndarray, p: int, forced=()) -> np.ndarra
     while len(sites) < p:
         after = w @ np.minimum(d[:, None], c)
         after[sites] = np.inf
-        j = int(np.argmin(after)); sites.append(j); d = np.minimum(d, c[:, j])
+        j = int(np.argmin(after))
+        sites.append(j)
+        d = np.minimum(d, c[:, j])
     return np.array(sites, dtype=int)
 
 # %% ../../nbs/41_optimize.heuristics.ipynb #c012
 def _nearest_two(c: np.ndarray, sites: np.ndarray):
     sub = c[:, sites]
-    if len(sites) == 1: return sub[:, 0], np.zeros(len(c), dtype=int), np.full(len(c), np.inf)
-    o = np.argpartition(sub, 1, axis=1)[:, :2]                  # the two smallest, in order
+    if len(sites) == 1:
+        return sub[:, 0], np.zeros(len(c), dtype=int), np.full(len(c), np.inf)
+    o = np.argpartition(sub, 1, axis=1)[:, :2]  # the two smallest, in order
     d = np.take_along_axis(sub, o, axis=1)
     return d[:, 0], o[:, 0], d[:, 1]
+
 
 def swap_costs(c: np.ndarray, w: np.ndarray, sites: np.ndarray) -> np.ndarray:
     "`out[k, j]`: the p-median cost after closing `sites[k]` and opening site `j`."
     d1, a1, d2 = _nearest_two(c, sites)
     near1 = np.minimum(d1[:, None], c)
-    extra = w[:, None]*(np.minimum(d2[:, None], c) - near1)
-    count = np.bincount(a1, minlength=len(sites)); first = np.cumsum(count) - count; some = count > 0
+    extra = w[:, None] * (np.minimum(d2[:, None], c) - near1)
+    count = np.bincount(a1, minlength=len(sites))
+    first = np.cumsum(count) - count
+    some = count > 0
     lost = np.zeros((len(sites), c.shape[1]))
     lost[some] = np.add.reduceat(extra[np.argsort(a1, kind="stable")], first[some], axis=0)
     return (w @ near1)[None, :] + lost
@@ -47,13 +53,16 @@ def swap_costs(c: np.ndarray, w: np.ndarray, sites: np.ndarray) -> np.ndarray:
 # %% ../../nbs/41_optimize.heuristics.ipynb #c014
 def interchange_pmedian(c: np.ndarray, w: np.ndarray, sites, forced=(), max_swaps: int = 100_000) -> np.ndarray:
     "Improve `sites` by best-improvement swaps until none lowers the p-median cost; `forced` sites never close."
-    sites = np.array(sites, dtype=int); keep = np.isin(sites, np.asarray(forced, dtype=int))
+    sites = np.array(sites, dtype=int)
+    keep = np.isin(sites, np.asarray(forced, dtype=int))
     for _ in range(max_swaps):
         cost = swap_costs(c, w, sites)
-        cost[:, sites] = np.inf; cost[keep] = np.inf
+        cost[:, sites] = np.inf
+        cost[keep] = np.inf
         k, j = np.unravel_index(np.argmin(cost), cost.shape)
         now = pmedian_cost(c, w, sites)
-        if not cost[k, j] < now - 1e-9*max(1.0, abs(now)): break
+        if not cost[k, j] < now - 1e-9 * max(1.0, abs(now)):
+            break
         sites[k] = j
     return sites
 
@@ -68,9 +77,11 @@ def greedy_mclp(a: np.ndarray, w: np.ndarray, p: int, forced=()) -> np.ndarray:
     sites = [int(j) for j in forced]
     covered = a[:, sites].any(axis=1) if sites else np.zeros(len(a), dtype=bool)
     while len(sites) < p:
-        gain = (w*~covered) @ a
+        gain = (w * ~covered) @ a
         gain[sites] = -1
-        j = int(np.argmax(gain)); sites.append(j); covered |= a[:, j]
+        j = int(np.argmax(gain))
+        sites.append(j)
+        covered |= a[:, j]
     return np.array(sites, dtype=int)
 
 # %% ../../nbs/41_optimize.heuristics.ipynb #c023
@@ -80,60 +91,88 @@ def greedy_pcenter(c: np.ndarray, p: int, forced=()) -> np.ndarray:
     d = c[:, sites].min(axis=1) if sites else np.full(len(c), np.inf)
     while len(sites) < p:
         near = np.minimum(d[:, None], c)
-        worst = near.max(axis=0); worst[sites] = np.inf
-        j = int(np.lexsort((near.sum(axis=0), worst))[0]); sites.append(j); d = np.minimum(d, c[:, j])
+        worst = near.max(axis=0)
+        worst[sites] = np.inf
+        j = int(np.lexsort((near.sum(axis=0), worst))[0])
+        sites.append(j)
+        d = np.minimum(d, c[:, j])
     return np.array(sites, dtype=int)
 
 # %% ../../nbs/41_optimize.heuristics.ipynb #c026
 def _lagrangian_step(wc, lam, p, forced):
     rho = np.minimum(wc - lam[:, None], 0).sum(axis=0)
-    free = np.ones(len(rho), dtype=bool); free[forced] = False
+    free = np.ones(len(rho), dtype=bool)
+    free[forced] = False
     order = np.nonzero(free)[0][np.argsort(rho[free], kind="stable")]
-    chosen = np.concatenate([forced, order[:p - len(forced)]]).astype(int)
+    chosen = np.concatenate([forced, order[: p - len(forced)]]).astype(int)
     return rho, order, chosen, lam.sum() + rho[chosen].sum()
+
 
 def improving_target(cost: float, whole: bool) -> float:
     "The most a solution better than `cost` can cost: `cost - 1` when all weighted costs are whole numbers."
-    return cost - 1 + 1e-6 if whole else cost - 1e-9*max(1.0, abs(cost))
+    return cost - 1 + 1e-6 if whole else cost - 1e-9 * max(1.0, abs(cost))
+
 
 def _fix_sites(rho, order, lb, k, target, closed, opened):
     "Mark in `closed` / `opened` the sites that the bound `lb` shuts out of / keeps in every solution costing at most `target`."
-    if k <= 0: return
+    if k <= 0:
+        return
     out, last = order[k:], rho[order[k - 1]]
     closed[out[lb + rho[out] - last > target]] = True
-    if len(out): opened[order[:k][lb - rho[order[:k]] + rho[out[0]] > target]] = True
+    if len(out):
+        opened[order[:k][lb - rho[order[:k]] + rho[out[0]] > target]] = True
+
 
 def _polish(c, w, sites, forced, best_sites, ub):
     "Interchange from `sites`: the better of the result and `best_sites` (cost `ub`), with its cost."
-    s = interchange_pmedian(c, w, sites, forced); cost = pmedian_cost(c, w, s)
+    s = interchange_pmedian(c, w, sites, forced)
+    cost = pmedian_cost(c, w, s)
     return (np.sort(s), cost) if cost < ub else (best_sites, ub)
 
-def lagrangian_pmedian(c, w, p: int, sites, forced=(), iters: int = 400) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+
+def lagrangian_pmedian(
+    c, w, p: int, sites, forced=(), iters: int = 400
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     "`(bound, closed, opened, sites)`: a Lagrangian lower bound, the sites that must stay closed / open in any solution better than the best found, and that best solution (`sites` or better)."
-    wc = w[:, None]*c; n, m = c.shape; forced = np.asarray(forced, dtype=int); whole = np.array_equal(wc, np.round(wc))
-    best_sites = np.sort(np.asarray(sites, dtype=int)); ub = pmedian_cost(c, w, best_sites); target = improving_target(ub, whole)
-    lam = np.sort(wc, axis=1)[:, min(1, m - 1)].astype(float); k = p - len(forced)
-    closed, opened = np.zeros(m, dtype=bool), np.zeros(m, dtype=bool); best, theta, stall, at_best, polished = -np.inf, 2.0, 0, None, None
+    wc = w[:, None] * c
+    n, m = c.shape
+    forced = np.asarray(forced, dtype=int)
+    whole = np.array_equal(wc, np.round(wc))
+    best_sites = np.sort(np.asarray(sites, dtype=int))
+    ub = pmedian_cost(c, w, best_sites)
+    target = improving_target(ub, whole)
+    lam = np.sort(wc, axis=1)[:, min(1, m - 1)].astype(float)
+    k = p - len(forced)
+    closed, opened = np.zeros(m, dtype=bool), np.zeros(m, dtype=bool)
+    best, theta, stall, at_best, polished = -np.inf, 2.0, 0, None, None
     for _ in range(iters):
         rho, order, chosen, lb = _lagrangian_step(wc, lam, p, forced)
-        if pmedian_cost(c, w, chosen) < ub:                      # the relaxed choice is a solution too: polish it
-            best_sites, ub = _polish(c, w, chosen, forced, best_sites, ub); target = improving_target(ub, whole)
+        if pmedian_cost(c, w, chosen) < ub:  # the relaxed choice is a solution too: polish it
+            best_sites, ub = _polish(c, w, chosen, forced, best_sites, ub)
+            target = improving_target(ub, whole)
         _fix_sites(rho, order, lb, k, target, closed, opened)
-        if lb > best + 1e-9*max(1, abs(lb)): best, stall, at_best = lb, 0, (rho, order, chosen)
-        else: stall += 1
-        if best > target or theta < 1e-4: break
+        if lb > best + 1e-9 * max(1, abs(lb)):
+            best, stall, at_best = lb, 0, (rho, order, chosen)
+        else:
+            stall += 1
+        if best > target or theta < 1e-4:
+            break
         if stall >= 20:
-            theta, stall = theta/2, 0
-            if at_best[2] is not polished:                       # stalled: polish the relaxed choice at the best bound
-                polished = at_best[2]; best_sites, ub = _polish(c, w, polished, forced, best_sites, ub)
+            theta, stall = theta / 2, 0
+            if at_best[2] is not polished:  # stalled: polish the relaxed choice at the best bound
+                polished = at_best[2]
+                best_sites, ub = _polish(c, w, polished, forced, best_sites, ub)
                 target = improving_target(ub, whole)
-                if best > target: break
+                if best > target:
+                    break
         g = 1 - (wc[:, chosen] < lam[:, None]).sum(axis=1)
-        if not g.any(): break                            # the relaxed solution serves everyone once: it is optimal
-        lam = lam + theta*max(ub - lb, 1e-9*max(1, abs(lb)))/(g @ g)*g
+        if not g.any():
+            break  # the relaxed solution serves everyone once: it is optimal
+        lam = lam + theta * max(ub - lb, 1e-9 * max(1, abs(lb))) / (g @ g) * g
     if at_best is not None:
         if best <= target and at_best[2] is not polished:
-            best_sites, ub = _polish(c, w, at_best[2], forced, best_sites, ub); target = improving_target(ub, whole)
-        _fix_sites(at_best[0], at_best[1], best, k, target, closed, opened)          # again, with the final target
+            best_sites, ub = _polish(c, w, at_best[2], forced, best_sites, ub)
+            target = improving_target(ub, whole)
+        _fix_sites(at_best[0], at_best[1], best, k, target, closed, opened)  # again, with the final target
     closed[best_sites] = False
     return best, closed, opened, best_sites

@@ -15,30 +15,45 @@ __all__ = ['PROBLEMS', 'hub_demand', 'candidate_sites', 'select_region', 'check_
            'site_hubs', 'plan_summary', 'coverage_curve', 'explain_plan', 'sites_geojson', 'reach_ring']
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c005
-def hub_demand(need: pd.DataFrame,       # `fill_need` output: `ubigeo`, names, `need_index`
-               population: pd.DataFrame, # `ubigeo` and a population column (census or projection)
-               districts: pd.DataFrame,  # `load_districts`: capital `latitude`, `longitude`
-               column: str = "population" # which column of `population` to use
-              ) -> pd.DataFrame:
+def hub_demand(
+    need: pd.DataFrame,  # `fill_need` output: `ubigeo`, names, `need_index`
+    population: pd.DataFrame,  # `ubigeo` and a population column (census or projection)
+    districts: pd.DataFrame,  # `load_districts`: capital `latitude`, `longitude`
+    column: str = "population",  # which column of `population` to use
+) -> pd.DataFrame:
     "One demand point per populated district: names, capital coordinates, `population`, `need_index`, `people_in_need`."
-    if column not in population.columns: raise UrbanlabError(f"No population column {column!r}; columns are: {', '.join(population.columns)}.")
-    d = (population[["ubigeo", column]].rename(columns={column: "population"})
-         .merge(need[["ubigeo", "district", "province", "department", "need_index"]], on="ubigeo", how="left", validate="1:1")
-         .merge(districts[["ubigeo", "capital", "latitude", "longitude"]], on="ubigeo", how="left", validate="1:1"))
+    if column not in population.columns:
+        raise UrbanlabError(f"No population column {column!r}; columns are: {', '.join(population.columns)}.")
+    d = (
+        population[["ubigeo", column]]
+        .rename(columns={column: "population"})
+        .merge(
+            need[["ubigeo", "district", "province", "department", "need_index"]],
+            on="ubigeo",
+            how="left",
+            validate="1:1",
+        )
+        .merge(districts[["ubigeo", "capital", "latitude", "longitude"]], on="ubigeo", how="left", validate="1:1")
+    )
     lost = d[d[["need_index", "latitude", "longitude"]].isna().any(axis=1)]
-    if len(lost): raise UrbanlabError(f"{len(lost)} districts lack a need index or coordinates, e.g. {lost.ubigeo.iloc[0]}; "
-                                      "expected every populated district in the need table and the district table.")
-    return d.assign(people_in_need=d.population*d.need_index).sort_values("ubigeo", ignore_index=True)
+    if len(lost):
+        raise UrbanlabError(
+            f"{len(lost)} districts lack a need index or coordinates, e.g. {lost.ubigeo.iloc[0]}; "
+            "expected every populated district in the need table and the district table."
+        )
+    return d.assign(people_in_need=d.population * d.need_index).sort_values("ubigeo", ignore_index=True)
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c007
 def _capitals(districts: pd.DataFrame) -> pd.DataFrame:
     d = districts.dropna(subset=["ubigeo", "latitude", "longitude"])
     return d.assign(name=d.capital.fillna(d.district), kind="district capital")
 
-def candidate_sites(districts: pd.DataFrame,         # `load_districts`
-                    places: pd.DataFrame | None = None, # `load_populated_places`: urban places become candidates
-                    facilities: pd.DataFrame | None = None # a user's schools or facilities: the only candidates
-                   ) -> pd.DataFrame:
+
+def candidate_sites(
+    districts: pd.DataFrame,  # `load_districts`
+    places: pd.DataFrame | None = None,  # `load_populated_places`: urban places become candidates
+    facilities: pd.DataFrame | None = None,  # a user's schools or facilities: the only candidates
+) -> pd.DataFrame:
     "Candidate hub sites: `site_id`, `name`, `kind`, `ubigeo`, `district`, `province`, `department`, `latitude`, `longitude`."
     cols = ["name", "kind", "ubigeo", "latitude", "longitude"]
     names = districts[["ubigeo", "district", "province", "department"]].dropna(subset=["ubigeo"])
@@ -46,14 +61,16 @@ def candidate_sites(districts: pd.DataFrame,         # `load_districts`
         sites = facilities.assign(kind=facilities["kind"].fillna("facility") if "kind" in facilities else "facility")
         if "ubigeo" not in sites or sites.ubigeo.isna().any():
             caps = _capitals(districts).reset_index(drop=True)
-            near = np.argmin(great_circle_matrix(sites[["latitude", "longitude"]], caps[["latitude", "longitude"]]), axis=1)
+            near = np.argmin(
+                great_circle_matrix(sites[["latitude", "longitude"]], caps[["latitude", "longitude"]]), axis=1
+            )
             nearest = pd.Series(caps.ubigeo.to_numpy()[near], index=sites.index)
             sites["ubigeo"] = sites["ubigeo"].fillna(nearest) if "ubigeo" in sites else nearest
     else:
         urban = [] if places is None else [places[places.is_urban].assign(kind="urban place")]
         sites = pd.concat([_capitals(districts)[cols]] + [u[cols] for u in urban], ignore_index=True)
         key = pd.DataFrame({"u": sites.ubigeo, "y": sites.latitude.round(2), "x": sites.longitude.round(2)})
-        sites = sites[~key.duplicated()]          # ~1 km cells; the capital comes first
+        sites = sites[~key.duplicated()]  # ~1 km cells; the capital comes first
     sites = sites[cols].merge(names, on="ubigeo", how="left")
     order = ["name", "kind", "ubigeo", "district", "province", "department", "latitude", "longitude"]
     return sites[order].reset_index(drop=True).rename_axis("site_id").reset_index()
@@ -61,62 +78,86 @@ def candidate_sites(districts: pd.DataFrame,         # `load_districts`
 # %% ../../nbs/43_optimize.hubs.ipynb #c011
 def select_region(frame: pd.DataFrame, region: str, column: str = "department") -> pd.DataFrame:
     "The rows of `frame` in department `region` (case-insensitive), or all rows for 'all'."
-    if region.strip().lower() in ("all", "peru", ""): return frame.reset_index(drop=True)
+    if region.strip().lower() in ("all", "peru", ""):
+        return frame.reset_index(drop=True)
     known = sorted(frame[column].dropna().unique())
     hit = frame[column].str.upper() == region.strip().upper()
-    if not hit.any(): raise UrbanlabError(f"Unknown region {region!r}.{suggest(region.upper(), known)} Expected 'all' or a department: {', '.join(known)}.")
+    if not hit.any():
+        raise UrbanlabError(
+            f"Unknown region {region!r}.{suggest(region.upper(), known)} Expected 'all' or a department: {', '.join(known)}."
+        )
     return frame[hit].reset_index(drop=True)
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c014
 PROBLEMS = {"mclp": MCLP, "pmedian": PMedian, "pcenter": PCenter, "lscp": LSCP}
 
+
 def check_problem(problem: str, radius_km: float) -> None:
     "An `UrbanlabError` unless `problem` is known and `radius_km` positive."
-    if problem not in PROBLEMS: raise UrbanlabError(f"Unknown problem {problem!r}.{suggest(problem, PROBLEMS)} Expected one of: {', '.join(PROBLEMS)}.")
-    if not radius_km > 0: raise UrbanlabError(f"radius_km must be > 0 km, got {radius_km:g}.")
+    if problem not in PROBLEMS:
+        raise UrbanlabError(
+            f"Unknown problem {problem!r}.{suggest(problem, PROBLEMS)} Expected one of: {', '.join(PROBLEMS)}."
+        )
+    if not radius_km > 0:
+        raise UrbanlabError(f"radius_km must be > 0 km, got {radius_km:g}.")
 
-def solve_sites(costs: np.ndarray, weights: np.ndarray, problem: str, n_hubs: int, radius_km: float, time_limit: float | None = None):
+
+def solve_sites(
+    costs: np.ndarray, weights: np.ndarray, problem: str, n_hubs: int, radius_km: float, time_limit: float | None = None
+):
     "The solved locator of `problem` on `costs` (demand x candidates) and `weights`."
     check_problem(problem, radius_km)
-    if problem == "lscp": model = LSCP(costs, weights, radius=radius_km)
-    elif problem == "mclp": model = MCLP(costs, weights, p=n_hubs, radius=radius_km)
-    else: model = PROBLEMS[problem](costs, weights, p=n_hubs)
+    if problem == "lscp":
+        model = LSCP(costs, weights, radius=radius_km)
+    elif problem == "mclp":
+        model = MCLP(costs, weights, p=n_hubs, radius=radius_km)
+    else:
+        model = PROBLEMS[problem](costs, weights, p=n_hubs)
     return model.solve(time_limit=time_limit)
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c016
-def rank_sites(covered: np.ndarray, # demand x chosen sites: True where the site is within reach
-               need: np.ndarray,    # people in need per demand point
-               population: np.ndarray # people per demand point
-              ) -> pd.DataFrame:
+def rank_sites(
+    covered: np.ndarray,  # demand x chosen sites: True where the site is within reach
+    need: np.ndarray,  # people in need per demand point
+    population: np.ndarray,  # people per demand point
+) -> pd.DataFrame:
     "Greedy order of the chosen sites by marginal need covered: `column` (into `covered`), `marginal_need`, `marginal_population`."
     left, rows = np.ones(len(need), dtype=bool), []
     todo = list(range(covered.shape[1]))
     while todo:
         gains = [(need[covered[:, j] & left].sum(), population[covered[:, j] & left].sum(), -j) for j in todo]
-        g, pop, j = max(gains); j = -j
-        rows.append((j, g, pop)); left &= ~covered[:, j]; todo.remove(j)
+        g, pop, j = max(gains)
+        j = -j
+        rows.append((j, g, pop))
+        left &= ~covered[:, j]
+        todo.remove(j)
     return pd.DataFrame(rows, columns=["column", "marginal_need", "marginal_population"]).astype({"column": int})
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c020
 @dataclass
 class HubPlan:
     "A hub siting answer: ranked `sites`, `demand` with nearest hub and distance, `summary`, the solved `model`."
+
     sites: pd.DataFrame
     demand: pd.DataFrame
     summary: dict
     model: object
 
-def site_hubs(demand: pd.DataFrame,     # `hub_demand`: one row per district
-              candidates: pd.DataFrame, # `candidate_sites`
-              n_hubs: int = 10,         # hubs to place (not used by lscp)
-              radius_km: float = 15.0,  # reach of a hub
-              problem: str = "mclp",    # mclp, pmedian, pcenter or lscp
-              time_limit: float | None = None # seconds before the best solution so far is returned with its gap
-             ) -> HubPlan:
+
+def site_hubs(
+    demand: pd.DataFrame,  # `hub_demand`: one row per district
+    candidates: pd.DataFrame,  # `candidate_sites`
+    n_hubs: int = 10,  # hubs to place (not used by lscp)
+    radius_km: float = 15.0,  # reach of a hub
+    problem: str = "mclp",  # mclp, pmedian, pcenter or lscp
+    time_limit: float | None = None,  # seconds before the best solution so far is returned with its gap
+) -> HubPlan:
     "Choose hub sites exactly, rank them by marginal people in need covered and measure the plan."
     check_problem(problem, radius_km)
-    if not len(demand): raise UrbanlabError("No demand points: the region has no populated district.")
-    if not len(candidates): raise UrbanlabError("No candidate sites in the region.")
+    if not len(demand):
+        raise UrbanlabError("No demand points: the region has no populated district.")
+    if not len(candidates):
+        raise UrbanlabError("No candidate sites in the region.")
     if problem != "lscp" and not 1 <= n_hubs <= len(candidates):
         raise UrbanlabError(f"n_hubs must be between 1 and the {len(candidates)} candidate sites, got {n_hubs}.")
     c = great_circle_matrix(demand[["latitude", "longitude"]], candidates[["latitude", "longitude"]])
@@ -126,65 +167,104 @@ def site_hubs(demand: pd.DataFrame,     # `hub_demand`: one row per district
     covered = c[:, chosen] <= radius_km
     order = rank_sites(covered, need, pop)
     sites = candidates.iloc[chosen[order.column]].reset_index(drop=True)
-    sites = pd.concat([pd.DataFrame({"rank": np.arange(1, len(sites) + 1)}), sites, order.drop(columns="column")], axis=1)
-    sites["cumulative_need_share"] = sites.marginal_need.cumsum()/need.sum()
+    sites = pd.concat(
+        [pd.DataFrame({"rank": np.arange(1, len(sites) + 1)}), sites, order.drop(columns="column")], axis=1
+    )
+    sites["cumulative_need_share"] = sites.marginal_need.cumsum() / need.sum()
     sites["need_within_reach"] = [need[covered[:, j]].sum() for j in order.column]
     near = chosen[np.argmin(c[:, chosen], axis=1)]
-    dem = demand.assign(hub_site_id=candidates.site_id.to_numpy()[near], km_to_hub=c[np.arange(len(c)), near],
-                        within_reach=covered.any(axis=1))
+    dem = demand.assign(
+        hub_site_id=candidates.site_id.to_numpy()[near],
+        km_to_hub=c[np.arange(len(c)), near],
+        within_reach=covered.any(axis=1),
+    )
     return HubPlan(sites, dem, plan_summary(dem, model, problem, radius_km), model)
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c022
 def plan_summary(demand: pd.DataFrame, model, problem: str, radius_km: float) -> dict:
     "Headline figures of a plan whose `demand` has `within_reach` and `km_to_hub`."
     w, r = demand.people_in_need, demand.within_reach
-    return dict(problem=problem, hubs=int(len(model.sites_)), radius_km=radius_km, districts=int(len(demand)),
-                population=float(demand.population.sum()), people_in_need=float(w.sum()),
-                population_within_reach=float(demand.population[r].sum()), need_within_reach=float(w[r].sum()),
-                need_share_within_reach=float(w[r].sum()/w.sum()) if w.sum() else 1.0,
-                mean_km_to_hub=float((w*demand.km_to_hub).sum()/w.sum()) if w.sum() else 0.0,
-                max_km_to_hub=float(demand.km_to_hub.max()), status=model.status_,
-                gap=None if np.isnan(model.gap_) else float(model.gap_), seconds=round(float(model.seconds_), 3))
+    return dict(
+        problem=problem,
+        hubs=int(len(model.sites_)),
+        radius_km=radius_km,
+        districts=int(len(demand)),
+        population=float(demand.population.sum()),
+        people_in_need=float(w.sum()),
+        population_within_reach=float(demand.population[r].sum()),
+        need_within_reach=float(w[r].sum()),
+        need_share_within_reach=float(w[r].sum() / w.sum()) if w.sum() else 1.0,
+        mean_km_to_hub=float((w * demand.km_to_hub).sum() / w.sum()) if w.sum() else 0.0,
+        max_km_to_hub=float(demand.km_to_hub.max()),
+        status=model.status_,
+        gap=None if np.isnan(model.gap_) else float(model.gap_),
+        seconds=round(float(model.seconds_), 3),
+    )
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c026
-def coverage_curve(demand: pd.DataFrame, candidates: pd.DataFrame, radius_km: float, max_hubs: int,
-                   time_limit: float | None = None) -> pd.DataFrame:
+def coverage_curve(
+    demand: pd.DataFrame, candidates: pd.DataFrame, radius_km: float, max_hubs: int, time_limit: float | None = None
+) -> pd.DataFrame:
     "Exact MCLP for 1..`max_hubs` hubs: `hubs`, `need_within_reach`, `need_share`, `status`, `seconds`."
     c = great_circle_matrix(demand[["latitude", "longitude"]], candidates[["latitude", "longitude"]])
-    w = demand.people_in_need.to_numpy(float); rows = []
+    w = demand.people_in_need.to_numpy(float)
+    rows = []
     for p in range(1, min(max_hubs, len(candidates)) + 1):
         m = MCLP(c, w, p=p, radius=radius_km).solve(time_limit=time_limit)
-        rows.append(dict(hubs=p, need_within_reach=m.objective_, need_share=m.objective_/w.sum(), status=m.status_, seconds=m.seconds_))
+        rows.append(
+            dict(
+                hubs=p,
+                need_within_reach=m.objective_,
+                need_share=m.objective_ / w.sum(),
+                status=m.status_,
+                seconds=m.seconds_,
+            )
+        )
     return pd.DataFrame(rows)
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c029
-def _people(x: float) -> str: return f"{x:,.0f}"
+def _people(x: float) -> str:
+    return f"{x:,.0f}"
+
 
 def explain_plan(plan: HubPlan, region: str, year: int | str) -> str:
     "A paragraph (Markdown) explaining the plan."
     s, top = plan.summary, plan.sites.head(3)
-    asked = {"mclp": f"the {s['hubs']} sites that put the most people in need within {s['radius_km']:g} km",
-             "pmedian": f"the {s['hubs']} sites with the shortest need-weighted distance to the nearest hub",
-             "pcenter": f"the {s['hubs']} sites with the shortest longest distance to the nearest hub",
-             "lscp": f"the fewest sites that put every district within {s['radius_km']:g} km ({s['hubs']} hubs)"}[s["problem"]]
-    firsts = "; ".join(f"**{r.name}** ({r.district.title()}, {r.department.title()}) adds {_people(r.marginal_need)} people in need"
-                       for r in top.itertuples())
-    proof = ("proven optimal" if s["status"] == "optimal" and not s["gap"] else
-             f"{s['status']}, within {100*(s['gap'] or 0):.2f}% of the optimum")
-    return (f"For **{region}** in **{year}**, urbanlab chose {asked}. Together they reach **{_people(s['need_within_reach'])}** of "
-            f"{_people(s['people_in_need'])} people in need (**{100*s['need_share_within_reach']:.1f}%**) and "
-            f"{_people(s['population_within_reach'])} people in all. In order of what each adds: {firsts}. "
-            f"People in need are on average {s['mean_km_to_hub']:.1f} km from their nearest hub (the farthest district: "
-            f"{s['max_km_to_hub']:.0f} km). The solution is {proof} (HiGHS, {s['seconds']:.2f} s).")
+    asked = {
+        "mclp": f"the {s['hubs']} sites that put the most people in need within {s['radius_km']:g} km",
+        "pmedian": f"the {s['hubs']} sites with the shortest need-weighted distance to the nearest hub",
+        "pcenter": f"the {s['hubs']} sites with the shortest longest distance to the nearest hub",
+        "lscp": f"the fewest sites that put every district within {s['radius_km']:g} km ({s['hubs']} hubs)",
+    }[s["problem"]]
+    firsts = "; ".join(
+        f"**{r.name}** ({r.district.title()}, {r.department.title()}) adds {_people(r.marginal_need)} people in need"
+        for r in top.itertuples()
+    )
+    proof = (
+        "proven optimal"
+        if s["status"] == "optimal" and not s["gap"]
+        else f"{s['status']}, within {100 * (s['gap'] or 0):.2f}% of the optimum"
+    )
+    return (
+        f"For **{region}** in **{year}**, urbanlab chose {asked}. Together they reach **{_people(s['need_within_reach'])}** of "
+        f"{_people(s['people_in_need'])} people in need (**{100 * s['need_share_within_reach']:.1f}%**) and "
+        f"{_people(s['population_within_reach'])} people in all. In order of what each adds: {firsts}. "
+        f"People in need are on average {s['mean_km_to_hub']:.1f} km from their nearest hub (the farthest district: "
+        f"{s['max_km_to_hub']:.0f} km). The solution is {proof} (HiGHS, {s['seconds']:.2f} s)."
+    )
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c033
 def sites_geojson(sites: pd.DataFrame) -> str:
     "The ranked `sites` as a GeoJSON FeatureCollection of points."
     import geopandas as gpd
-    return gpd.GeoDataFrame(sites, geometry=gpd.points_from_xy(sites.longitude, sites.latitude), crs="EPSG:4326").to_json(drop_id=True)
+
+    return gpd.GeoDataFrame(
+        sites, geometry=gpd.points_from_xy(sites.longitude, sites.latitude), crs="EPSG:4326"
+    ).to_json(drop_id=True)
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c036
 def reach_ring(lat: float, lon: float, km: float, n: int = 48) -> tuple[np.ndarray, np.ndarray]:
     "Longitudes and latitudes of a circle of `km` around (`lat`, `lon`) (a small-circle approximation)."
-    t = np.linspace(0, 2*np.pi, n + 1); dlat = np.degrees(km/EARTH_RADIUS_KM)
-    return lon + dlat*np.cos(t)/np.cos(np.radians(lat)), lat + dlat*np.sin(t)
+    t = np.linspace(0, 2 * np.pi, n + 1)
+    dlat = np.degrees(km / EARTH_RADIUS_KM)
+    return lon + dlat * np.cos(t) / np.cos(np.radians(lat)), lat + dlat * np.sin(t)

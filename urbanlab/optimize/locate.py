@@ -12,8 +12,14 @@ import numpy as np
 from scipy.sparse import coo_matrix, csc_matrix
 from ..core import UrbanlabError
 from .costs import check_costs, check_weights, great_circle_matrix, read_orlib
-from .heuristics import (greedy_mclp, greedy_pcenter, improving_target, lagrangian_pmedian, pmedian_cost,
-                                          pmedian_heuristic)
+from urbanlab.optimize.heuristics import (
+    greedy_mclp,
+    greedy_pcenter,
+    improving_target,
+    lagrangian_pmedian,
+    pmedian_cost,
+    pmedian_heuristic,
+)
 
 # %% auto #0
 __all__ = ['MipResult', 'solve_mip', 'check_p', 'check_forced', 'cost_levels', 'radius_model', 'Located', 'solve_pmedian',
@@ -24,41 +30,87 @@ __all__ = ['MipResult', 'solve_mip', 'check_p', 'check_forced', 'cost_levels', '
 @dataclass
 class MipResult:
     "What HiGHS returned: solution `x` (None without one), `objective`, proven `bound`, `status`."
+
     x: np.ndarray | None
     objective: float
     bound: float
     status: str
 
-_STATUS = {highspy.HighsModelStatus.kOptimal: "optimal", highspy.HighsModelStatus.kInfeasible: "infeasible",
-           highspy.HighsModelStatus.kTimeLimit: "time_limit"}
 
-_NO_HEURISTICS = dict(mip_heuristic_effort=0.0, mip_heuristic_run_rins=False, mip_heuristic_run_rens=False,
-                      mip_heuristic_run_root_reduced_cost=False, mip_heuristic_run_zi_round=False,
-                      mip_heuristic_run_shifting=False, mip_heuristic_run_feasibility_jump=False, mip_allow_restart=False)
+_STATUS = {
+    highspy.HighsModelStatus.kOptimal: "optimal",
+    highspy.HighsModelStatus.kInfeasible: "infeasible",
+    highspy.HighsModelStatus.kTimeLimit: "time_limit",
+}
 
-def solve_mip(cost, lower, upper, integer, A, row_lower, row_upper, maximize: bool = False, offset: float = 0.0,
-              start: tuple | None = None, time_limit: float | None = None) -> MipResult:
+_NO_HEURISTICS = dict(
+    mip_heuristic_effort=0.0,
+    mip_heuristic_run_rins=False,
+    mip_heuristic_run_rens=False,
+    mip_heuristic_run_root_reduced_cost=False,
+    mip_heuristic_run_zi_round=False,
+    mip_heuristic_run_shifting=False,
+    mip_heuristic_run_feasibility_jump=False,
+    mip_allow_restart=False,
+)
+
+
+def solve_mip(
+    cost,
+    lower,
+    upper,
+    integer,
+    A,
+    row_lower,
+    row_upper,
+    maximize: bool = False,
+    offset: float = 0.0,
+    start: tuple | None = None,
+    time_limit: float | None = None,
+) -> MipResult:
     "Solve the MIP with HiGHS; `start` is `(column indices, values)` of a known solution, `time_limit` in seconds."
-    A = csc_matrix(A); h = highspy.Highs()
-    h.setOptionValue("output_flag", False); h.setOptionValue("mip_rel_gap", 0.0)
-    if time_limit is not None: h.setOptionValue("time_limit", max(float(time_limit), 0.01))
-    h.passModel(A.shape[1], A.shape[0], A.nnz, 1, -1 if maximize else 1, float(offset), *(np.asarray(v, dtype=float) for v in
-                (cost, lower, upper, row_lower, row_upper)), A.indptr.astype(np.int32), A.indices.astype(np.int32),
-                A.data.astype(float), np.asarray(integer, dtype=np.int32))
+    A = csc_matrix(A)
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("mip_rel_gap", 0.0)
+    if time_limit is not None:
+        h.setOptionValue("time_limit", max(float(time_limit), 0.01))
+    h.passModel(
+        A.shape[1],
+        A.shape[0],
+        A.nnz,
+        1,
+        -1 if maximize else 1,
+        float(offset),
+        *(np.asarray(v, dtype=float) for v in (cost, lower, upper, row_lower, row_upper)),
+        A.indptr.astype(np.int32),
+        A.indices.astype(np.int32),
+        A.data.astype(float),
+        np.asarray(integer, dtype=np.int32),
+    )
     if start is not None:
-        for k, v in _NO_HEURISTICS.items(): h.setOptionValue(k, v)
+        for k, v in _NO_HEURISTICS.items():
+            h.setOptionValue(k, v)
         h.setSolution(len(start[0]), np.asarray(start[0], dtype=np.int32), np.asarray(start[1], dtype=float))
     h.run()
-    info = h.getInfo(); has = info.primal_solution_status == 2
-    return MipResult(np.array(h.getSolution().col_value) if has else None, info.objective_function_value,
-                     info.mip_dual_bound, _STATUS.get(h.getModelStatus(), h.modelStatusToString(h.getModelStatus())))
+    info = h.getInfo()
+    has = info.primal_solution_status == 2
+    return MipResult(
+        np.array(h.getSolution().col_value) if has else None,
+        info.objective_function_value,
+        info.mip_dual_bound,
+        _STATUS.get(h.getModelStatus(), h.modelStatusToString(h.getModelStatus())),
+    )
 
 # %% ../../nbs/42_optimize.locate.ipynb #c009
 def check_p(p, m: int) -> int:
     "`p` as an int in 1..`m` (the number of candidate sites), or an `UrbanlabError`."
     if p is None or int(p) != p or not 1 <= p <= m:
-        raise UrbanlabError(f"p = {p} facilities asked for, but there are {m} candidate sites; expected a whole number in 1..{m}.")
+        raise UrbanlabError(
+            f"p = {p} facilities asked for, but there are {m} candidate sites; expected a whole number in 1..{m}."
+        )
     return int(p)
+
 
 def check_forced(forced, m: int, p: int | None = None) -> np.ndarray:
     "The forced-open sites as an array of distinct column indices (at most `p`), or an `UrbanlabError`."
@@ -66,100 +118,154 @@ def check_forced(forced, m: int, p: int | None = None) -> np.ndarray:
     if len(f) and (not np.all(f == np.round(f)) or f.min() < 0 or f.max() >= m):
         raise UrbanlabError(f"Forced-open sites {f.tolist()} must be column indices in 0..{m - 1}.")
     f = f.astype(int)
-    if len(set(f)) != len(f): raise UrbanlabError(f"Forced-open sites {f.tolist()} repeat a site.")
-    if p is not None and len(f) > p: raise UrbanlabError(f"{len(f)} sites are forced open but p = {p}; expected at most p.")
+    if len(set(f)) != len(f):
+        raise UrbanlabError(f"Forced-open sites {f.tolist()} repeat a site.")
+    if p is not None and len(f) > p:
+        raise UrbanlabError(f"{len(f)} sites are forced open but p = {p}; expected at most p.")
     return f
 
 # %% ../../nbs/42_optimize.locate.ipynb #c012
 def cost_levels(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "`(rank, levels)`: `rank[i, j]` is the rank of `c[i, j]` among row `i`'s distinct costs, `levels[i, k]` the k-th of them."
-    o = np.argsort(c, axis=1, kind="stable"); s = np.take_along_axis(c, o, axis=1)
-    new = np.ones(s.shape, dtype=bool); new[:, 1:] = s[:, 1:] > s[:, :-1]
+    o = np.argsort(c, axis=1, kind="stable")
+    s = np.take_along_axis(c, o, axis=1)
+    new = np.ones(s.shape, dtype=bool)
+    new[:, 1:] = s[:, 1:] > s[:, :-1]
     r = np.cumsum(new, axis=1) - 1
-    rank = np.empty_like(r); np.put_along_axis(rank, o, r, axis=1)
-    levels = np.full(c.shape, np.inf); levels[np.arange(len(c))[:, None], r] = s
+    rank = np.empty_like(r)
+    np.put_along_axis(rank, o, r, axis=1)
+    levels = np.full(c.shape, np.inf)
+    levels[np.arange(len(c))[:, None], r] = s
     return rank, levels
 
 # %% ../../nbs/42_optimize.locate.ipynb #c015
 def radius_model(c, w, p, forced=(), L=None):
     "The radius formulation of the p-median (`L[i]` radius variables for demand `i`, default all): arguments for `solve_mip`."
-    n, m = c.shape; rank, lev = cost_levels(c)
-    if L is None: L = np.where(w > 0, (lev < np.inf).sum(axis=1) - 1, 0)
-    off = np.concatenate([[0], np.cumsum(L)]); nz = int(off[-1])
-    zi = np.repeat(np.arange(n), L); zk = np.arange(nz) - off[zi] + 1          # z number t is (demand zi[t], level zk[t])
-    ii, jj = np.nonzero(rank < L[:, None])                                    # y_j enters row (i, rank + 1)
-    link = np.nonzero(zk < L[zi])[0]                                          # -z_{i,k} in row (i, k + 1)
+    n, m = c.shape
+    rank, lev = cost_levels(c)
+    if L is None:
+        L = np.where(w > 0, (lev < np.inf).sum(axis=1) - 1, 0)
+    off = np.concatenate([[0], np.cumsum(L)])
+    nz = int(off[-1])
+    zi = np.repeat(np.arange(n), L)
+    zk = np.arange(nz) - off[zi] + 1  # z number t is (demand zi[t], level zk[t])
+    ii, jj = np.nonzero(rank < L[:, None])  # y_j enters row (i, rank + 1)
+    link = np.nonzero(zk < L[zi])[0]  # -z_{i,k} in row (i, k + 1)
     rows = np.concatenate([np.zeros(m, int), 1 + off[ii] + rank[ii, jj], 1 + np.arange(nz), 2 + link])
     cols = np.concatenate([np.arange(m), jj, m + np.arange(nz), m + link])
     vals = np.concatenate([np.ones(m + len(ii) + nz), -np.ones(len(link))])
     A = coo_matrix((vals, (rows, cols)), shape=(1 + nz, m + nz))
-    lower = np.zeros(m + nz); lower[np.asarray(forced, dtype=int)] = 1
-    cost = np.concatenate([np.zeros(m), w[zi]*(lev[zi, zk] - lev[zi, zk - 1])])
+    lower = np.zeros(m + nz)
+    lower[np.asarray(forced, dtype=int)] = 1
+    cost = np.concatenate([np.zeros(m), w[zi] * (lev[zi, zk] - lev[zi, zk - 1])])
     row_lower = np.concatenate([[p], np.where(zk == 1, 1.0, 0.0)])
-    return dict(cost=cost, lower=lower, upper=np.concatenate([np.ones(m), np.full(nz, np.inf)]),
-                integer=np.concatenate([np.ones(m), np.zeros(nz)]), A=A, row_lower=row_lower,
-                row_upper=np.concatenate([[p], np.full(nz, np.inf)]), offset=float(w @ lev[:, 0]))
+    return dict(
+        cost=cost,
+        lower=lower,
+        upper=np.concatenate([np.ones(m), np.full(nz, np.inf)]),
+        integer=np.concatenate([np.ones(m), np.zeros(nz)]),
+        A=A,
+        row_lower=row_lower,
+        row_upper=np.concatenate([[p], np.full(nz, np.inf)]),
+        offset=float(w @ lev[:, 0]),
+    )
 
 # %% ../../nbs/42_optimize.locate.ipynb #c019
 @dataclass
 class Located:
     "A solution: open `sites`, `objective`, proven `bound`, `status`, and the `assignment` when it is not to the nearest site."
+
     sites: np.ndarray
     objective: float
     bound: float
     status: str
     assignment: np.ndarray | None = None
 
+
 def _deadline_left(t0, time_limit):
     return None if time_limit is None else time_limit - (time.perf_counter() - t0)
 
+
 def solve_pmedian(c, w, p, forced=(), time_limit: float | None = None) -> Located:
     "Exact p-median: greedy + interchange, Lagrangian site fixing, then the radius formulation with HiGHS."
-    t0 = time.perf_counter(); forced = np.asarray(forced, dtype=int)
+    t0 = time.perf_counter()
+    forced = np.asarray(forced, dtype=int)
     lb, closed, opened, best = lagrangian_pmedian(c, w, p, pmedian_heuristic(c, w, p, forced), forced)
-    ub = pmedian_cost(c, w, best); wc = w[:, None]*c
-    if lb > improving_target(ub, np.array_equal(wc, np.round(wc))): return Located(best, ub, ub, "optimal")
+    ub = pmedian_cost(c, w, best)
+    wc = w[:, None] * c
+    if lb > improving_target(ub, np.array_equal(wc, np.round(wc))):
+        return Located(best, ub, ub, "optimal")
     cols = np.nonzero(~closed)[0]
     must = np.searchsorted(cols, np.union1d(forced, np.nonzero(opened & ~closed)[0]))
     start = (np.searchsorted(cols, best), np.ones(p)) if np.isin(cols[must], best).all() else None
     r = solve_mip(**radius_model(c[:, cols], w, p, must), start=start, time_limit=_deadline_left(t0, time_limit))
-    if r.x is None: return Located(best, ub, ub if r.status == "infeasible" else max(lb, min(ub, r.bound)),
-                                   "optimal" if r.status == "infeasible" else r.status)
-    s = cols[r.x[:len(cols)] > 0.5]; cost = pmedian_cost(c, w, s)
+    if r.x is None:
+        return Located(
+            best,
+            ub,
+            ub if r.status == "infeasible" else max(lb, min(ub, r.bound)),
+            "optimal" if r.status == "infeasible" else r.status,
+        )
+    s = cols[r.x[: len(cols)] > 0.5]
+    cost = pmedian_cost(c, w, s)
     bound = ub if r.status == "optimal" else max(lb, min(ub, r.bound))
-    if cost < ub: best, ub = np.sort(s), cost
+    if cost < ub:
+        best, ub = np.sort(s), cost
     return Located(best, ub, min(bound, ub), r.status)
 
 # %% ../../nbs/42_optimize.locate.ipynb #c024
 def check_capacities(capacities, w, p, m: int, forced=()) -> np.ndarray:
     "Capacities as a float array, or an `UrbanlabError` when they are bad or the `p` largest cannot hold the demand."
     q = np.asarray(capacities, dtype=float).ravel()
-    if len(q) != m: raise UrbanlabError(f"Got {len(q)} site capacities for {m} candidate sites.")
-    if not np.isfinite(q).all() or (q < 0).any(): raise UrbanlabError("Site capacities must be finite numbers >= 0.")
+    if len(q) != m:
+        raise UrbanlabError(f"Got {len(q)} site capacities for {m} candidate sites.")
+    if not np.isfinite(q).all() or (q < 0).any():
+        raise UrbanlabError("Site capacities must be finite numbers >= 0.")
     forced = np.asarray(forced, dtype=int)
-    best = q[forced].sum() + np.sort(np.delete(q, forced))[::-1][:p - len(forced)].sum()
-    if best < w.sum(): raise UrbanlabError(f"Infeasible: total demand {w.sum():g} exceeds what any {p} sites can serve (at most {best:g}).")
+    best = q[forced].sum() + np.sort(np.delete(q, forced))[::-1][: p - len(forced)].sum()
+    if best < w.sum():
+        raise UrbanlabError(
+            f"Infeasible: total demand {w.sum():g} exceeds what any {p} sites can serve (at most {best:g})."
+        )
     return q
+
 
 def solve_capacitated_pmedian(c, w, p, capacities, forced=(), time_limit: float | None = None) -> Located:
     "Exact capacitated p-median (single sourcing) with assignment variables."
-    n, m = c.shape; q = check_capacities(capacities, w, p, m, forced); k = np.arange(n*m); i, j = k // m, k % m
-    rows = np.concatenate([i, n + k, n + k, n + n*m + j, n + n*m + np.arange(m), np.full(m, n + n*m + m)])
+    n, m = c.shape
+    q = check_capacities(capacities, w, p, m, forced)
+    k = np.arange(n * m)
+    i, j = k // m, k % m
+    rows = np.concatenate([i, n + k, n + k, n + n * m + j, n + n * m + np.arange(m), np.full(m, n + n * m + m)])
     cols = np.concatenate([m + k, m + k, j, m + k, np.arange(m), np.arange(m)])
-    vals = np.concatenate([np.ones(n*m), np.ones(n*m), -np.ones(n*m), w[i], -q, np.ones(m)])
-    A = coo_matrix((vals, (rows, cols)), shape=(n + n*m + m + 1, m + n*m))
-    lower = np.zeros(m + n*m); lower[np.asarray(forced, dtype=int)] = 1
-    r = solve_mip(np.concatenate([np.zeros(m), (w[:, None]*c).ravel()]), lower, np.ones(m + n*m), np.ones(m + n*m), A,
-                  np.concatenate([np.ones(n), np.full(n*m + m, -np.inf), [p]]), np.concatenate([np.ones(n), np.zeros(n*m + m), [p]]),
-                  time_limit=time_limit)
-    if r.x is None: raise UrbanlabError(f"No capacitated solution found ({r.status}); check the capacities.")
-    return Located(np.nonzero(r.x[:m] > 0.5)[0], r.objective, r.bound, r.status, (r.x[m:].reshape(n, m) > 0.5).argmax(axis=1))
+    vals = np.concatenate([np.ones(n * m), np.ones(n * m), -np.ones(n * m), w[i], -q, np.ones(m)])
+    A = coo_matrix((vals, (rows, cols)), shape=(n + n * m + m + 1, m + n * m))
+    lower = np.zeros(m + n * m)
+    lower[np.asarray(forced, dtype=int)] = 1
+    r = solve_mip(
+        np.concatenate([np.zeros(m), (w[:, None] * c).ravel()]),
+        lower,
+        np.ones(m + n * m),
+        np.ones(m + n * m),
+        A,
+        np.concatenate([np.ones(n), np.full(n * m + m, -np.inf), [p]]),
+        np.concatenate([np.ones(n), np.zeros(n * m + m), [p]]),
+        time_limit=time_limit,
+    )
+    if r.x is None:
+        raise UrbanlabError(f"No capacitated solution found ({r.status}); check the capacities.")
+    return Located(
+        np.nonzero(r.x[:m] > 0.5)[0], r.objective, r.bound, r.status, (r.x[m:].reshape(n, m) > 0.5).argmax(axis=1)
+    )
 
 # %% ../../nbs/42_optimize.locate.ipynb #c028
 def coverage_groups(c, w, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "`(a, groups, weights)`: `a = c <= radius`, the distinct reachable rows of `a`, and the demand weight of each."
     a = c <= radius
-    if not a.any(): raise UrbanlabError(f"The radius {radius:g} reaches no demand point from any candidate site; the nearest pair is {c.min():g} apart.")
+    if not a.any():
+        raise UrbanlabError(
+            f"The radius {radius:g} reaches no demand point from any candidate site; the nearest pair is {c.min():g} apart."
+        )
     keep = a.any(axis=1) & (w > 0)
     groups, inv = np.unique(a[keep], axis=0, return_inverse=True)
     return a, groups, np.bincount(inv.ravel(), weights=w[keep], minlength=len(groups))
@@ -167,72 +273,140 @@ def coverage_groups(c, w, radius: float) -> tuple[np.ndarray, np.ndarray, np.nda
 # %% ../../nbs/42_optimize.locate.ipynb #c030
 def solve_mclp(c, w, p, radius: float, forced=(), time_limit: float | None = None) -> Located:
     "Maximal covering: the `p` sites covering the most demand weight within `radius`."
-    a, g, gw = coverage_groups(c, w, radius); (ng, m) = g.shape
+    a, g, gw = coverage_groups(c, w, radius)
+    (ng, m) = g.shape
     gi, gj = np.nonzero(g)
-    A = coo_matrix((np.concatenate([np.ones(ng), -np.ones(len(gi)), np.ones(m)]),
-                    (np.concatenate([np.arange(ng), gi, np.full(m, ng)]), np.concatenate([m + np.arange(ng), gj, np.arange(m)]))),
-                   shape=(ng + 1, m + ng))
-    lower = np.zeros(m + ng); lower[np.asarray(forced, dtype=int)] = 1
+    A = coo_matrix(
+        (
+            np.concatenate([np.ones(ng), -np.ones(len(gi)), np.ones(m)]),
+            (
+                np.concatenate([np.arange(ng), gi, np.full(m, ng)]),
+                np.concatenate([m + np.arange(ng), gj, np.arange(m)]),
+            ),
+        ),
+        shape=(ng + 1, m + ng),
+    )
+    lower = np.zeros(m + ng)
+    lower[np.asarray(forced, dtype=int)] = 1
     start = greedy_mclp(a, w, p, forced)
-    r = solve_mip(np.concatenate([np.zeros(m), gw]), lower, np.ones(m + ng), np.concatenate([np.ones(m), np.zeros(ng)]), A,
-                  np.concatenate([np.full(ng, -np.inf), [p]]), np.concatenate([np.zeros(ng), [p]]), maximize=True,
-                  start=(start, np.ones(p)), time_limit=time_limit)
-    if r.x is None: raise UrbanlabError(f"MCLP found no solution ({r.status}).")
+    r = solve_mip(
+        np.concatenate([np.zeros(m), gw]),
+        lower,
+        np.ones(m + ng),
+        np.concatenate([np.ones(m), np.zeros(ng)]),
+        A,
+        np.concatenate([np.full(ng, -np.inf), [p]]),
+        np.concatenate([np.zeros(ng), [p]]),
+        maximize=True,
+        start=(start, np.ones(p)),
+        time_limit=time_limit,
+    )
+    if r.x is None:
+        raise UrbanlabError(f"MCLP found no solution ({r.status}).")
     s = np.nonzero(r.x[:m] > 0.5)[0]
     return Located(s, float(w[a[:, s].any(axis=1)].sum()), r.bound, r.status)
 
 # %% ../../nbs/42_optimize.locate.ipynb #c033
 def solve_lscp(c, radius: float, forced=(), time_limit: float | None = None) -> Located:
     "Set covering: the fewest sites (beyond `forced`) with every demand within `radius` of one."
-    n, m = c.shape; a = c <= radius
-    if not a.any(): raise UrbanlabError(f"The radius {radius:g} reaches no demand point from any candidate site; the nearest pair is {c.min():g} apart.")
+    n, m = c.shape
+    a = c <= radius
+    if not a.any():
+        raise UrbanlabError(
+            f"The radius {radius:g} reaches no demand point from any candidate site; the nearest pair is {c.min():g} apart."
+        )
     lost = np.nonzero(~a.any(axis=1))[0]
-    if len(lost): raise UrbanlabError(f"Infeasible covering: demand point{'s' if len(lost) > 1 else ''} {[int(i) for i in lost[:10]]}"
-                                      f"{' ...' if len(lost) > 10 else ''} {'have' if len(lost) > 1 else 'has'} no candidate site within radius {radius:g} "
-                                      f"(nearest at {c[lost[0]].min():g}); raise the radius or add candidates.")
-    forced = np.asarray(forced, dtype=int); todo = ~a[:, forced].any(axis=1)
+    if len(lost):
+        raise UrbanlabError(
+            f"Infeasible covering: demand point{'s' if len(lost) > 1 else ''} {[int(i) for i in lost[:10]]}"
+            f"{' ...' if len(lost) > 10 else ''} {'have' if len(lost) > 1 else 'has'} no candidate site within radius {radius:g} "
+            f"(nearest at {c[lost[0]].min():g}); raise the radius or add candidates."
+        )
+    forced = np.asarray(forced, dtype=int)
+    todo = ~a[:, forced].any(axis=1)
     g = np.unique(a[todo], axis=0) if todo.any() else np.zeros((0, m), dtype=bool)
     gi, gj = np.nonzero(g)
-    lower = np.zeros(m); lower[forced] = 1
-    r = solve_mip(np.ones(m), lower, np.ones(m), np.ones(m), coo_matrix((np.ones(len(gi)), (gi, gj)), shape=(len(g), m)),
-                  np.ones(len(g)), np.full(len(g), np.inf), time_limit=time_limit)
-    if r.x is None: raise UrbanlabError(f"LSCP found no solution ({r.status}).")
+    lower = np.zeros(m)
+    lower[forced] = 1
+    r = solve_mip(
+        np.ones(m),
+        lower,
+        np.ones(m),
+        np.ones(m),
+        coo_matrix((np.ones(len(gi)), (gi, gj)), shape=(len(g), m)),
+        np.ones(len(g)),
+        np.full(len(g), np.inf),
+        time_limit=time_limit,
+    )
+    if r.x is None:
+        raise UrbanlabError(f"LSCP found no solution ({r.status}).")
     return Located(np.nonzero(r.x > 0.5)[0], r.objective, r.bound, r.status)
 
 # %% ../../nbs/42_optimize.locate.ipynb #c036
 def _cover_with_p(c, radius, p, forced, time_limit):
-    a = c <= radius; m = c.shape[1]
-    if not a.any(axis=1).all(): return MipResult(None, np.nan, np.nan, "infeasible")
-    g = np.unique(a, axis=0); gi, gj = np.nonzero(g); lower = np.zeros(m); lower[np.asarray(forced, dtype=int)] = 1
-    A = coo_matrix((np.ones(len(gi) + m), (np.concatenate([gi, np.full(m, len(g))]), np.concatenate([gj, np.arange(m)]))), shape=(len(g) + 1, m))
-    return solve_mip(np.zeros(m), lower, np.ones(m), np.ones(m), A, np.concatenate([np.ones(len(g)), [p]]),
-                     np.concatenate([np.full(len(g), np.inf), [p]]), time_limit=time_limit)
+    a = c <= radius
+    m = c.shape[1]
+    if not a.any(axis=1).all():
+        return MipResult(None, np.nan, np.nan, "infeasible")
+    g = np.unique(a, axis=0)
+    gi, gj = np.nonzero(g)
+    lower = np.zeros(m)
+    lower[np.asarray(forced, dtype=int)] = 1
+    A = coo_matrix(
+        (np.ones(len(gi) + m), (np.concatenate([gi, np.full(m, len(g))]), np.concatenate([gj, np.arange(m)]))),
+        shape=(len(g) + 1, m),
+    )
+    return solve_mip(
+        np.zeros(m),
+        lower,
+        np.ones(m),
+        np.ones(m),
+        A,
+        np.concatenate([np.ones(len(g)), [p]]),
+        np.concatenate([np.full(len(g), np.inf), [p]]),
+        time_limit=time_limit,
+    )
+
 
 def solve_pcenter(c, p, forced=(), time_limit: float | None = None) -> Located:
     "Exact p-center by bisection over the candidate radii, each step a covering feasibility MIP."
-    t0 = time.perf_counter(); m = c.shape[1]
-    best = np.sort(greedy_pcenter(c, p, forced)); ub = c[:, best].min(axis=1).max()
+    t0 = time.perf_counter()
+    m = c.shape[1]
+    best = np.sort(greedy_pcenter(c, p, forced))
+    ub = c[:, best].min(axis=1).max()
     radii = np.unique(c[(c >= c.min(axis=1).max()) & (c <= ub)])
-    lo, hi = 0, len(radii) - 1                       # radii[hi] is feasible; everything below radii[lo] is not
+    lo, hi = 0, len(radii) - 1  # radii[hi] is feasible; everything below radii[lo] is not
     while lo < hi:
-        mid = (lo + hi)//2
+        mid = (lo + hi) // 2
         r = _cover_with_p(c, radii[mid], p, forced, _deadline_left(t0, time_limit))
-        if r.status == "infeasible": lo = mid + 1
-        elif r.x is not None: hi, best = mid, np.nonzero(r.x > 0.5)[0]
-        else: return Located(best, float(radii[hi]), float(radii[lo]), r.status)
+        if r.status == "infeasible":
+            lo = mid + 1
+        elif r.x is not None:
+            hi, best = mid, np.nonzero(r.x > 0.5)[0]
+        else:
+            return Located(best, float(radii[hi]), float(radii[lo]), r.status)
     return Located(best, float(c[:, best].min(axis=1).max()), float(radii[lo]), "optimal")
 
 # %% ../../nbs/42_optimize.locate.ipynb #c041
 def relative_gap(objective: float, bound: float) -> float:
     "The relative distance between an objective and its proven bound (NaN without a bound)."
-    if bound is None or not np.isfinite(bound): return float("nan")
-    return 0.0 if abs(objective - bound) <= 1e-9*max(1.0, abs(objective)) else abs(objective - bound)/max(abs(objective), 1e-12)
+    if bound is None or not np.isfinite(bound):
+        return float("nan")
+    return (
+        0.0
+        if abs(objective - bound) <= 1e-9 * max(1.0, abs(objective))
+        else abs(objective - bound) / max(abs(objective), 1e-12)
+    )
+
 
 class _Locator:
     "What the location models share: constructors, the solve wrapper, the result attributes."
+
     radius = None
+
     def __init__(self, costs, weights=None):
-        self.costs = check_costs(costs); self.weights = check_weights(weights, len(self.costs))
+        self.costs = check_costs(costs)
+        self.weights = check_weights(weights, len(self.costs))
 
     @classmethod
     def from_cost_matrix(cls, costs, weights=None, **kwargs):
@@ -246,31 +420,40 @@ class _Locator:
 
     def solve(self, time_limit: float | None = None, method: str = "exact"):
         "Solve (`method` 'exact' or 'heuristic'), set the result attributes and return self."
-        if method not in ("exact", "heuristic"): raise UrbanlabError(f"Unknown method {method!r}; expected 'exact' or 'heuristic'.")
+        if method not in ("exact", "heuristic"):
+            raise UrbanlabError(f"Unknown method {method!r}; expected 'exact' or 'heuristic'.")
         t0 = time.perf_counter()
         res = self._solve(time_limit) if method == "exact" else Located(self._heuristic(), np.nan, np.nan, "heuristic")
         self.seconds_ = time.perf_counter() - t0
-        self.sites_ = np.sort(res.sites); c = self.costs
-        self.assignment_ = res.assignment if res.assignment is not None else self.sites_[np.argmin(c[:, self.sites_], axis=1)]
+        self.sites_ = np.sort(res.sites)
+        c = self.costs
+        self.assignment_ = (
+            res.assignment if res.assignment is not None else self.sites_[np.argmin(c[:, self.sites_], axis=1)]
+        )
         cost = c[np.arange(len(c)), self.assignment_]
         self.objective_ = self._objective(cost) if method == "heuristic" else float(res.objective)
         self.bound_, self.status_ = float(res.bound), res.status
         self.gap_ = relative_gap(self.objective_, self.bound_)
-        self.mean_cost_ = float(self.weights @ cost/self.weights.sum()) if self.weights.sum() else 0.0
+        self.mean_cost_ = float(self.weights @ cost / self.weights.sum()) if self.weights.sum() else 0.0
         self.coverage_ = None if self.radius is None else self.coverage(self.radius)
         return self
 
     def coverage(self, radius: float) -> float:
         "The share of demand weight whose assigned site is within `radius` (after `solve`)."
         ok = self.costs[np.arange(len(self.costs)), self.assignment_] <= radius
-        return float(self.weights[ok].sum()/self.weights.sum()) if self.weights.sum() else 1.0
+        return float(self.weights[ok].sum() / self.weights.sum()) if self.weights.sum() else 1.0
 
     def to_dict(self) -> dict:
         "The results as plain JSON-ready values."
         obj = self.objective_
-        return dict(objective=int(obj) if float(obj).is_integer() else obj, status=self.status_,
-                    gap=None if np.isnan(self.gap_) else self.gap_, seconds=round(self.seconds_, 4),
-                    sites=[int(s) for s in self.sites_], coverage=self.coverage_)
+        return dict(
+            objective=int(obj) if float(obj).is_integer() else obj,
+            status=self.status_,
+            gap=None if np.isnan(self.gap_) else self.gap_,
+            seconds=round(self.seconds_, 4),
+            sites=[int(s) for s in self.sites_],
+            coverage=self.coverage_,
+        )
 
     def __repr__(self):
         done = f", objective={self.objective_:g}, status={self.status_!r}" if hasattr(self, "status_") else ""
@@ -279,10 +462,16 @@ class _Locator:
 # %% ../../nbs/42_optimize.locate.ipynb #c043
 class PMedian(_Locator):
     "The p-median: `p` sites minimising the weighted cost from each demand point to its site."
+
     def __init__(self, costs, weights=None, p: int = 1, forced=None, capacities=None, radius: float | None = None):
-        super().__init__(costs, weights); m = self.costs.shape[1]
-        self.p = check_p(p, m); self.forced = check_forced(forced, m, self.p); self.radius = radius
-        self.capacities = None if capacities is None else check_capacities(capacities, self.weights, self.p, m, self.forced)
+        super().__init__(costs, weights)
+        m = self.costs.shape[1]
+        self.p = check_p(p, m)
+        self.forced = check_forced(forced, m, self.p)
+        self.radius = radius
+        self.capacities = (
+            None if capacities is None else check_capacities(capacities, self.weights, self.p, m, self.forced)
+        )
 
     @classmethod
     def from_orlib(cls, path: str | Path, p: int | None = None):
@@ -290,35 +479,69 @@ class PMedian(_Locator):
         c, p0 = read_orlib(path)
         return cls(c, None, p=p or p0)
 
-    def _objective(self, cost): return float(self.weights @ cost)
-    def _heuristic(self): return pmedian_heuristic(self.costs, self.weights, self.p, self.forced)
+    def _objective(self, cost):
+        return float(self.weights @ cost)
+
+    def _heuristic(self):
+        return pmedian_heuristic(self.costs, self.weights, self.p, self.forced)
+
     def _solve(self, time_limit):
-        if self.capacities is None: return solve_pmedian(self.costs, self.weights, self.p, self.forced, time_limit)
+        if self.capacities is None:
+            return solve_pmedian(self.costs, self.weights, self.p, self.forced, time_limit)
         return solve_capacitated_pmedian(self.costs, self.weights, self.p, self.capacities, self.forced, time_limit)
 
 # %% ../../nbs/42_optimize.locate.ipynb #c049
 class MCLP(_Locator):
     "Maximal covering: `p` sites covering the most demand weight within `radius`."
+
     def __init__(self, costs, weights=None, p: int = 1, radius: float = 0.0, forced=None):
-        super().__init__(costs, weights); m = self.costs.shape[1]
-        self.p, self.radius = check_p(p, m), radius; self.forced = check_forced(forced, m, self.p)
-    def _objective(self, cost): return float(self.weights[cost <= self.radius].sum())
-    def _heuristic(self): return greedy_mclp(self.costs <= self.radius, self.weights, self.p, self.forced)
-    def _solve(self, time_limit): return solve_mclp(self.costs, self.weights, self.p, self.radius, self.forced, time_limit)
+        super().__init__(costs, weights)
+        m = self.costs.shape[1]
+        self.p, self.radius = check_p(p, m), radius
+        self.forced = check_forced(forced, m, self.p)
+
+    def _objective(self, cost):
+        return float(self.weights[cost <= self.radius].sum())
+
+    def _heuristic(self):
+        return greedy_mclp(self.costs <= self.radius, self.weights, self.p, self.forced)
+
+    def _solve(self, time_limit):
+        return solve_mclp(self.costs, self.weights, self.p, self.radius, self.forced, time_limit)
+
 
 class LSCP(_Locator):
     "Set covering: the fewest sites with every demand point within `radius` of one."
+
     def __init__(self, costs, weights=None, radius: float = 0.0, forced=None):
-        super().__init__(costs, weights); self.radius = radius; self.forced = check_forced(forced, self.costs.shape[1])
-    def _objective(self, cost): return float(len(self.sites_))
-    def _heuristic(self): raise UrbanlabError("LSCP has no heuristic mode; it solves exactly.")
-    def _solve(self, time_limit): return solve_lscp(self.costs, self.radius, self.forced, time_limit)
+        super().__init__(costs, weights)
+        self.radius = radius
+        self.forced = check_forced(forced, self.costs.shape[1])
+
+    def _objective(self, cost):
+        return float(len(self.sites_))
+
+    def _heuristic(self):
+        raise UrbanlabError("LSCP has no heuristic mode; it solves exactly.")
+
+    def _solve(self, time_limit):
+        return solve_lscp(self.costs, self.radius, self.forced, time_limit)
+
 
 class PCenter(_Locator):
     "The p-center: `p` sites minimising the largest cost from a demand point to its site."
+
     def __init__(self, costs, weights=None, p: int = 1, forced=None):
-        super().__init__(costs, weights); m = self.costs.shape[1]
-        self.p = check_p(p, m); self.forced = check_forced(forced, m, self.p)
-    def _objective(self, cost): return float(cost[self.weights > 0].max())
-    def _heuristic(self): return greedy_pcenter(self.costs, self.p, self.forced)
-    def _solve(self, time_limit): return solve_pcenter(self.costs, self.p, self.forced, time_limit)
+        super().__init__(costs, weights)
+        m = self.costs.shape[1]
+        self.p = check_p(p, m)
+        self.forced = check_forced(forced, m, self.p)
+
+    def _objective(self, cost):
+        return float(cost[self.weights > 0].max())
+
+    def _heuristic(self):
+        return greedy_pcenter(self.costs, self.p, self.forced)
+
+    def _solve(self, time_limit):
+        return solve_pcenter(self.costs, self.p, self.forced, time_limit)

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from .. import __version__
 from ..core import UrbanlabError, project_root, replace_dir, suggest
-from .params import Param, check_value, notebook_params
+from ..params import Param, check_value, notebook_params
 from .run import read_params
 from .stages import STAGES, Stage, get_stage, upstream
 
@@ -21,36 +21,62 @@ __all__ = ['SHARED', 'DEFAULT_IMAGE', 'MOUNT_PATH', 'FIXED', 'PipelineInput', 's
            'check_host', 'submit']
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c005
-SHARED = {"spark_master": Param("spark_master", "str", '""', "Spark master URL; \"\" runs Spark inside the step"),
-          "data_root": Param("data_root", "str", '""', "raw data: \"\" is the copy in the image; a path or s3://, gs:// URI")}
+SHARED = {
+    "spark_master": Param("spark_master", "str", '""', 'Spark master URL; "" runs Spark inside the step'),
+    "data_root": Param("data_root", "str", '""', 'raw data: "" is the copy in the image; a path or s3://, gs:// URI'),
+}
+
 
 @dataclass(frozen=True)
 class PipelineInput:
     "A pipeline input: its KFP name, type, default, and the stage parameter it feeds."
+
     name: str
     param: Param
     default: object
     stage: str | None = None
 
+
 def _default(p: Param, section: dict):
     return section[p.name] if p.name in section else ast.literal_eval(p.default)
 
+
 def stage_inputs(stage: Stage, root: Path, section: dict) -> list[PipelineInput]:
     "The pipeline inputs of one stage: its notebook parameters (not paths, not shared) and its resources."
-    declared = notebook_params(root/stage.notebook)
-    params = [PipelineInput(f"{stage.name}__{n}", p, _default(p, section), stage.name) for n, p in declared.items()
-              if n not in stage.reserved() and n not in SHARED]
+    declared = notebook_params(root / stage.notebook)
+    params = [
+        PipelineInput(f"{stage.name}__{n}", p, _default(p, section), stage.name)
+        for n, p in declared.items()
+        if n not in stage.reserved() and n not in SHARED
+    ]
     r = stage.resources
-    res = [PipelineInput(f"{stage.name}__cpu", Param("cpu", "str", repr(r.cpu), "CPU request"), r.cpu, stage.name),
-           PipelineInput(f"{stage.name}__memory", Param("memory", "str", repr(r.memory), "memory request"), r.memory, stage.name)]
-    if r.gpu: res.append(PipelineInput(f"{stage.name}__gpu", Param("gpu", "int", str(r.gpu), "NVIDIA GPUs; 0 trains on the CPU [0..8]", low=0, high=8), r.gpu, stage.name))
+    res = [
+        PipelineInput(f"{stage.name}__cpu", Param("cpu", "str", repr(r.cpu), "CPU request"), r.cpu, stage.name),
+        PipelineInput(
+            f"{stage.name}__memory", Param("memory", "str", repr(r.memory), "memory request"), r.memory, stage.name
+        ),
+    ]
+    if r.gpu:
+        res.append(
+            PipelineInput(
+                f"{stage.name}__gpu",
+                Param("gpu", "int", str(r.gpu), "NVIDIA GPUs; 0 trains on the CPU [0..8]", low=0, high=8),
+                r.gpu,
+                stage.name,
+            )
+        )
     return params + res
+
 
 def pipeline_inputs(stages: dict[str, Stage] = STAGES, root: str | Path | None = None) -> dict[str, PipelineInput]:
     "Every input of the pipeline, by KFP name."
-    root = Path(root or project_root()); values = read_params(root)
+    root = Path(root or project_root())
+    values = read_params(root)
     shared = [PipelineInput(n, p, "") for n, p in SHARED.items()]
-    return {i.name: i for i in shared + [i for s in stages.values() for i in stage_inputs(s, root, values.get(s.name) or {})]}
+    return {
+        i.name: i
+        for i in shared + [i for s in stages.values() for i in stage_inputs(s, root, values.get(s.name) or {})]
+    }
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c008
 def resolve_arguments(assignments: dict, inputs: dict[str, PipelineInput]) -> dict:
@@ -60,7 +86,9 @@ def resolve_arguments(assignments: dict, inputs: dict[str, PipelineInput]) -> di
         name = key.replace(".", "__", 1)
         if name not in inputs:
             known = [k.replace("__", ".", 1) for k in inputs]
-            raise UrbanlabError(f"Unknown pipeline parameter {key!r}.{suggest(key, known)} Parameters: {', '.join(known)}.")
+            raise UrbanlabError(
+                f"Unknown pipeline parameter {key!r}.{suggest(key, known)} Parameters: {', '.join(known)}."
+            )
         check_value(inputs[name].param, value, f"pipeline parameter {key!r}")
         out[name] = value
     return out
@@ -70,13 +98,16 @@ def sha256_files(paths: list[Path], root: Path) -> str:
     "SHA-256 over the relative names and contents of `paths`."
     h = hashlib.sha256()
     for p in sorted(paths):
-        h.update(str(p.relative_to(root)).encode()); h.update(b"\0"); h.update(p.read_bytes())
+        h.update(str(p.relative_to(root)).encode())
+        h.update(b"\0")
+        h.update(p.read_bytes())
     return h.hexdigest()
+
 
 def code_hashes(stage: Stage, root: Path) -> dict[str, str]:
     "The notebook and package hashes that make a step's cache key see its code."
-    package = [p for p in (root/"urbanlab").rglob("*.py") if "__pycache__" not in p.parts]
-    return dict(notebook_sha256=sha256_files([root/stage.notebook], root), code_sha256=sha256_files(package, root))
+    package = [p for p in (root / "urbanlab").rglob("*.py") if "__pycache__" not in p.parts]
+    return dict(notebook_sha256=sha256_files([root / stage.notebook], root), code_sha256=sha256_files(package, root))
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c014
 DEFAULT_IMAGE = f"urbanlab:{__version__}"
@@ -84,180 +115,298 @@ MOUNT_PATH = "/mnt/urbanlab"
 
 FIXED = ("notebook_sha256", "code_sha256", "spark_master", "data_root", "outputs", "notebook", "report", "metrics")
 
+
 def uses_spark(stage: Stage, root: Path) -> bool:
     "Whether the stage's notebook takes a Spark master (only those steps get `spark_master`)."
-    return "spark_master" in notebook_params(root/stage.notebook)
+    return "spark_master" in notebook_params(root / stage.notebook)
 
-def component_source(stage: Stage, inputs: list[PipelineInput], image: str, stages: dict[str, Stage], root: Path) -> str:
+
+def component_source(
+    stage: Stage, inputs: list[PipelineInput], image: str, stages: dict[str, Stage], root: Path
+) -> str:
     "Python source of the KFP component that runs `stage`."
     params = [i for i in inputs if i.name not in (f"{stage.name}__cpu", f"{stage.name}__memory", f"{stage.name}__gpu")]
     clash = [i.param.name for i in params if i.param.name in FIXED or i.param.name.endswith("_outputs")]
-    if clash: raise UrbanlabError(f"{stage.notebook}: parameters {clash} clash with the names a Kubeflow step uses; rename them.")
+    if clash:
+        raise UrbanlabError(
+            f"{stage.notebook}: parameters {clash} clash with the names a Kubeflow step uses; rename them."
+        )
     spark = ["spark_master: str"] if uses_spark(stage, root) else []
     ups = upstream(stage, stages)
-    sig = ", ".join(["notebook_sha256: str", "code_sha256: str", *spark, "data_root: str",
-                     *[f"{i.param.name}: {i.param.type}" for i in params], *[f"{u}_outputs: Input[Dataset]" for u in ups],
-                     "outputs: Output[Dataset]", "notebook: Output[Artifact]", "report: Output[HTML]", "metrics: Output[Metrics]"])
-    values = "{" + ", ".join([f"{i.param.name!r}: {i.param.name}" for i in params]
-                             + (["'spark_master': spark_master"] if spark else [])) + "}"
-    return (f"@dsl.component(base_image={image!r}, install_kfp_package=False)\n"
-            f"def {stage.name}({sig}):\n"
-            f"    \"\"\"Run {stage.notebook} with papermill; hand back its data, executed notebook, HTML report and metrics.\"\"\"\n"
-            f"    from urbanlab.pipeline.kubeflow import run_step\n"
-            f"    run_step({stage.name!r}, {values}, data_root, [{', '.join(f'{u}_outputs' for u in ups)}], outputs, notebook, report, metrics)\n")
+    sig = ", ".join(
+        [
+            "notebook_sha256: str",
+            "code_sha256: str",
+            *spark,
+            "data_root: str",
+            *[f"{i.param.name}: {i.param.type}" for i in params],
+            *[f"{u}_outputs: Input[Dataset]" for u in ups],
+            "outputs: Output[Dataset]",
+            "notebook: Output[Artifact]",
+            "report: Output[HTML]",
+            "metrics: Output[Metrics]",
+        ]
+    )
+    values = (
+        "{"
+        + ", ".join(
+            [f"{i.param.name!r}: {i.param.name}" for i in params] + (["'spark_master': spark_master"] if spark else [])
+        )
+        + "}"
+    )
+    return (
+        f"@dsl.component(base_image={image!r}, install_kfp_package=False)\n"
+        f"def {stage.name}({sig}):\n"
+        f'    """Run {stage.notebook} with papermill; hand back its data, executed notebook, HTML report and metrics."""\n'
+        f"    from urbanlab.pipeline.kubeflow import run_step\n"
+        f"    run_step({stage.name!r}, {values}, data_root, [{', '.join(f'{u}_outputs' for u in ups)}], outputs, notebook, report, metrics)\n"
+    )
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c016
-def pipeline_source(stages: dict[str, Stage] = STAGES, root: str | Path | None = None, image: str = DEFAULT_IMAGE,
-                    pvc: str | None = None) -> str:
+def pipeline_source(
+    stages: dict[str, Stage] = STAGES,
+    root: str | Path | None = None,
+    image: str = DEFAULT_IMAGE,
+    pvc: str | None = None,
+) -> str:
     "Python source of the whole KFP pipeline module for `stages`."
-    root = Path(root or project_root()); ins = pipeline_inputs(stages, root)
+    root = Path(root or project_root())
+    ins = pipeline_inputs(stages, root)
     by_stage = {n: [i for i in ins.values() if i.stage == n] for n in stages}
-    head = ('"""Generated by urbanlab.pipeline.kubeflow from urbanlab.pipeline.stages; do not edit."""\n'
-            "from typing import NamedTuple\nfrom kfp import dsl\n"
-            "from kfp.dsl import Artifact, Dataset, HTML, Input, Metrics, Output\n"
-            "from urbanlab.pipeline.kubeflow import configure_task\n\n")
+    head = (
+        '"""Generated by urbanlab.pipeline.kubeflow from urbanlab.pipeline.stages; do not edit."""\n'
+        "from typing import NamedTuple\nfrom kfp import dsl\n"
+        "from kfp.dsl import Artifact, Dataset, HTML, Input, Metrics, Output\n"
+        "from urbanlab.pipeline.kubeflow import configure_task\n\n"
+    )
     comps = "\n\n".join(component_source(s, by_stage[n], image, stages, root) for n, s in stages.items())
     outs = "class Outputs(NamedTuple):\n" + "".join(f"    {n}: Dataset\n" for n in stages)
     sig = ", ".join(f"{i.name}: {i.param.type} = {i.default!r}" for i in ins.values())
     body = []
     for n, s in stages.items():
-        kw = [f"{k}={v!r}" for k, v in code_hashes(s, root).items()] + (["spark_master=spark_master"] if uses_spark(s, root) else [])
+        kw = [f"{k}={v!r}" for k, v in code_hashes(s, root).items()] + (
+            ["spark_master=spark_master"] if uses_spark(s, root) else []
+        )
         kw += ["data_root=data_root"]
         kw += [f"{i.param.name}={i.name}" for i in by_stage[n] if i.param.name not in ("cpu", "memory", "gpu")]
         kw += [f"{u}_outputs={u}.outputs['outputs']" for u in upstream(s, stages)]
         gpu = f"{n}__gpu" if s.resources.gpu else "None"
-        body += [f"    {n} = {n}_({', '.join(kw)})",
-                 f"    configure_task({n}, {n!r}, cpu={n}__cpu, memory={n}__memory, gpu={gpu}, pvc={pvc!r})"]
+        body += [
+            f"    {n} = {n}_({', '.join(kw)})",
+            f"    configure_task({n}, {n!r}, cpu={n}__cpu, memory={n}__memory, gpu={gpu}, pvc={pvc!r})",
+        ]
     ret = "    return Outputs(" + ", ".join(f"{n}={n}.outputs['outputs']" for n in stages) + ")\n"
     alias = "".join(f"{n}_ = {n}\n" for n in stages)
-    return (head + comps + "\n\n" + alias + "\n\n" + outs + "\n\n"
-            + '@dsl.pipeline(name="urbanlab", description="urbanlab stages: each runs its notebook with papermill")\n'
-            + f"def urbanlab({sig}) -> Outputs:\n" + "\n".join(body) + "\n" + ret)
+    return (
+        head
+        + comps
+        + "\n\n"
+        + alias
+        + "\n\n"
+        + outs
+        + "\n\n"
+        + '@dsl.pipeline(name="urbanlab", description="urbanlab stages: each runs its notebook with papermill")\n'
+        + f"def urbanlab({sig}) -> Outputs:\n"
+        + "\n".join(body)
+        + "\n"
+        + ret
+    )
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c018
 def configure_task(task, name: str, cpu, memory, gpu=None, pvc: str | None = None):
     "Set a step's display name, resource requests, GPUs, caching and volume."
     task.set_display_name(name).set_cpu_request(cpu).set_memory_request(memory).set_caching_options(enable_caching=True)
-    if gpu is not None: task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpu)
+    if gpu is not None:
+        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpu)
     if pvc:
         from kfp import kubernetes
+
         kubernetes.mount_pvc(task, pvc_name=pvc, mount_path=MOUNT_PATH)
     return task
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c020
-def load_pipeline(stages: dict[str, Stage] = STAGES, root: str | Path | None = None, image: str = DEFAULT_IMAGE, pvc: str | None = None):
+def load_pipeline(
+    stages: dict[str, Stage] = STAGES,
+    root: str | Path | None = None,
+    image: str = DEFAULT_IMAGE,
+    pvc: str | None = None,
+):
     "The KFP pipeline function generated for `stages`."
     src = pipeline_source(stages, root, image, pvc)
-    d = Path(tempfile.mkdtemp(prefix="urbanlab-kfp-")); path = d/"urbanlab_kfp_pipeline.py"
+    d = Path(tempfile.mkdtemp(prefix="urbanlab-kfp-"))
+    path = d / "urbanlab_kfp_pipeline.py"
     path.write_text(src, encoding="utf-8")
     spec = importlib.util.spec_from_file_location("urbanlab_kfp_pipeline", path)
-    mod = importlib.util.module_from_spec(spec); sys.modules[spec.name] = mod; spec.loader.exec_module(mod)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
     return mod.urbanlab
 
-def compile_pipeline(path: str | Path | None = None, stages: dict[str, Stage] = STAGES, root: str | Path | None = None,
-                     image: str = DEFAULT_IMAGE, pvc: str | None = None) -> Path:
+
+def compile_pipeline(
+    path: str | Path | None = None,
+    stages: dict[str, Stage] = STAGES,
+    root: str | Path | None = None,
+    image: str = DEFAULT_IMAGE,
+    pvc: str | None = None,
+) -> Path:
     "Compile the pipeline to KFP v2 IR YAML at `path` (default `pipelines/urbanlab.yaml`), atomically."
     from kfp import compiler
     from urbanlab.core import atomic_path
-    root = Path(root or project_root()); path = Path(path or root/"pipelines"/"urbanlab.yaml")
-    with atomic_path(path) as tmp: compiler.Compiler().compile(load_pipeline(stages, root, image, pvc), str(tmp))
+
+    root = Path(root or project_root())
+    path = Path(path or root / "pipelines" / "urbanlab.yaml")
+    with atomic_path(path) as tmp:
+        compiler.Compiler().compile(load_pipeline(stages, root, image, pvc), str(tmp))
     return path
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c025
 def _fetch_raw(data_root: str, dest: Path, source: Path) -> None:
     "Put the raw data at `dest`: the image's copy, a mounted folder, or an object-store URI."
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if not data_root: os.symlink(source/"data"/"raw", dest)
+    if not data_root:
+        os.symlink(source / "data" / "raw", dest)
     elif "://" in data_root:
         import pyarrow.fs as pafs
+
         pafs.copy_files(data_root.rstrip("/"), str(dest))
-    elif Path(data_root).is_dir(): os.symlink(Path(data_root).resolve(), dest)
-    else: raise UrbanlabError(f"data_root {data_root!r} is neither a folder nor an object-store URI (s3://, gs://).")
+    elif Path(data_root).is_dir():
+        os.symlink(Path(data_root).resolve(), dest)
+    else:
+        raise UrbanlabError(f"data_root {data_root!r} is neither a folder nor an object-store URI (s3://, gs://).")
+
 
 def make_workspace(stage: Stage, data_root: str, upstream_dirs: list[str], source: Path | None = None) -> Path:
     "A scratch project for one step: code from `source`, raw data from `data_root`, upstream outputs in place."
-    source = Path(source or project_root()); ws = Path(tempfile.mkdtemp(prefix=f"urbanlab-{stage.name}-"))
-    for f in ["settings.ini", "params.yaml"]: shutil.copy2(source/f, ws/f)
-    shutil.copytree(source/"nbs"/"stages", ws/"nbs"/"stages")
-    _fetch_raw(data_root, ws/"data"/"raw", source)
-    for d in upstream_dirs: shutil.copytree(d, ws, dirs_exist_ok=True)
+    source = Path(source or project_root())
+    ws = Path(tempfile.mkdtemp(prefix=f"urbanlab-{stage.name}-"))
+    for f in ["settings.ini", "params.yaml"]:
+        shutil.copy2(source / f, ws / f)
+    shutil.copytree(source / "nbs" / "stages", ws / "nbs" / "stages")
+    _fetch_raw(data_root, ws / "data" / "raw", source)
+    for d in upstream_dirs:
+        shutil.copytree(d, ws, dirs_exist_ok=True)
     return ws
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c026
 def _flat(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict): out |= _flat(v, f"{prefix}{k}.")
-        elif isinstance(v, (int, float)) and not isinstance(v, bool): out[f"{prefix}{k}"] = float(v)
+        if isinstance(v, dict):
+            out |= _flat(v, f"{prefix}{k}.")
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = float(v)
     return out
 
-def run_step(name: str, values: dict, data_root: str, upstream_artifacts: list, outputs, notebook, report, metrics) -> None:
+
+def run_step(
+    name: str, values: dict, data_root: str, upstream_artifacts: list, outputs, notebook, report, metrics
+) -> None:
     "Run stage `name` in a scratch project and hand back its outputs, executed notebook, HTML and metrics as artifacts."
     from urbanlab.pipeline.run import run_stage
+
     stage = get_stage(name)
     ws = make_workspace(stage, data_root, [a.path for a in upstream_artifacts])
     os.environ["URBANLAB_ROOT"] = str(ws)
-    try: run_stage(name, values, root=ws, progress=False)
-    finally: os.environ.pop("URBANLAB_ROOT", None)
+    try:
+        run_stage(name, values, root=ws, progress=False)
+    finally:
+        os.environ.pop("URBANLAB_ROOT", None)
     for rel in [*stage.written().values(), stage.report, stage.report_html]:
-        dest = Path(outputs.path)/rel; dest.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if (ws/rel).is_dir() else shutil.copy2)(ws/rel, dest)
-    shutil.copy2(ws/stage.report, notebook.path); shutil.copy2(ws/stage.report_html, report.path)
+        dest = Path(outputs.path) / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if (ws / rel).is_dir() else shutil.copy2)(ws / rel, dest)
+    shutil.copy2(ws / stage.report, notebook.path)
+    shutil.copy2(ws / stage.report_html, report.path)
     for p in stage.metrics.values():
-        for k, v in _flat(json.loads((ws/p).read_text())).items(): metrics.log_metric(k, v)
+        for k, v in _flat(json.loads((ws / p).read_text())).items():
+            metrics.log_metric(k, v)
     shutil.rmtree(ws, ignore_errors=True)
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c028
-def run_local(arguments: dict | None = None, root: str | Path | None = None, cache: bool = False,
-              package: str | Path | None = None) -> dict[str, Path]:
+def run_local(
+    arguments: dict | None = None,
+    root: str | Path | None = None,
+    cache: bool = False,
+    package: str | Path | None = None,
+) -> dict[str, Path]:
     "Run the compiled pipeline with kfp.local and copy every stage's outputs into the project; their paths by stage."
     from kfp import components, local
     from urbanlab.reports.index import git_commit
-    root = Path(root or project_root()); package = Path(package or root/"pipelines"/"urbanlab.yaml")
-    if not package.exists(): raise UrbanlabError(f"{package} not found; run `urbanlab kfp compile` first.")
+
+    root = Path(root or project_root())
+    package = Path(package or root / "pipelines" / "urbanlab.yaml")
+    if not package.exists():
+        raise UrbanlabError(f"{package} not found; run `urbanlab kfp compile` first.")
     os.environ.setdefault("URBANLAB_COMMIT", git_commit(root))
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root/".urbanlab"/"kfp"),
-               enable_caching=cache, raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(root / ".urbanlab" / "kfp"),
+        enable_caching=cache,
+        raise_on_error=True,
+    )
     os.environ["URBANLAB_ROOT"] = str(root)
     try:
-        with warnings.catch_warnings():  # the step image holds this very environment: kfp's image warning does not apply
+        with (
+            warnings.catch_warnings()
+        ):  # the step image holds this very environment: kfp's image warning does not apply
             warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
             task = components.load_component_from_file(str(package))(**(arguments or {}))
-    except RuntimeError as e: raise UrbanlabError(f"The local Kubeflow run failed: {e}") from None
-    finally: os.environ.pop("URBANLAB_ROOT", None)
+    except RuntimeError as e:
+        raise UrbanlabError(f"The local Kubeflow run failed: {e}") from None
+    finally:
+        os.environ.pop("URBANLAB_ROOT", None)
     return {name: lay_out(get_stage(name), Path(art.path), root) for name, art in task.outputs.items()}
+
 
 def lay_out(stage: Stage, outputs: Path, root: Path) -> list[Path]:
     "Put each file or folder in a stage's `outputs` artifact at its project path, replacing the old one whole."
     placed = []
     for rel in [*stage.written().values(), stage.report, stage.report_html]:
-        incoming = root/".urbanlab"/"incoming"/stage.name/rel
-        if incoming.exists(): shutil.rmtree(incoming) if incoming.is_dir() else incoming.unlink()
+        incoming = root / ".urbanlab" / "incoming" / stage.name / rel
+        if incoming.exists():
+            shutil.rmtree(incoming) if incoming.is_dir() else incoming.unlink()
         incoming.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if (outputs/rel).is_dir() else shutil.copy2)(outputs/rel, incoming)
-        placed.append(replace_dir(incoming, root/rel))
+        (shutil.copytree if (outputs / rel).is_dir() else shutil.copy2)(outputs / rel, incoming)
+        placed.append(replace_dir(incoming, root / rel))
     return placed
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c030
 def check_host(host: str, timeout: float = 5) -> None:
     "Raise `UrbanlabError` unless a Kubeflow Pipelines API answers at `host`."
     import requests
-    url = host.rstrip("/") + "/apis/v2beta1/healthz"
-    try: r = requests.get(url, timeout=timeout)
-    except requests.RequestException as e:
-        raise UrbanlabError(f"Cannot reach Kubeflow Pipelines at {host}: {type(e).__name__}. Check the URL "
-                            f"(for a port-forward: kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80).") from None
-    if r.status_code != 200:
-        raise UrbanlabError(f"{host} answered {r.status_code} at {url}; is it the Kubeflow Pipelines API (or UI) address?")
 
-def submit(host: str, assignments: dict | None = None, experiment: str = "urbanlab", root: str | Path | None = None,
-           package: str | Path | None = None, run_name: str | None = None) -> str:
+    url = host.rstrip("/") + "/apis/v2beta1/healthz"
+    try:
+        r = requests.get(url, timeout=timeout)
+    except requests.RequestException as e:
+        raise UrbanlabError(
+            f"Cannot reach Kubeflow Pipelines at {host}: {type(e).__name__}. Check the URL "
+            f"(for a port-forward: kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80)."
+        ) from None
+    if r.status_code != 200:
+        raise UrbanlabError(
+            f"{host} answered {r.status_code} at {url}; is it the Kubeflow Pipelines API (or UI) address?"
+        )
+
+
+def submit(
+    host: str,
+    assignments: dict | None = None,
+    experiment: str = "urbanlab",
+    root: str | Path | None = None,
+    package: str | Path | None = None,
+    run_name: str | None = None,
+) -> str:
     "Submit a run of the compiled pipeline to the KFP at `host`; returns the run id."
-    root = Path(root or project_root()); package = Path(package or root/"pipelines"/"urbanlab.yaml")
+    root = Path(root or project_root())
+    package = Path(package or root / "pipelines" / "urbanlab.yaml")
     arguments = resolve_arguments(assignments or {}, pipeline_inputs(root=root))
     check_host(host)
     import kfp
+
     client = kfp.Client(host=host)
-    run = client.create_run_from_pipeline_package(str(package), arguments=arguments, experiment_name=experiment,
-                                                  run_name=run_name, enable_caching=True)
+    run = client.create_run_from_pipeline_package(
+        str(package), arguments=arguments, experiment_name=experiment, run_name=run_name, enable_caching=True
+    )
     return run.run_id

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import papermill as pm, yaml
 from ..core import UrbanlabError, project_root, replace_dir
-from .params import check_params, notebook_params
+from ..params import check_params, notebook_params
 from .stages import Stage, get_stage
 from ..reports.offline import render_html
 from ..reports.render import add_provenance, provenance
@@ -21,18 +21,22 @@ __all__ = ['StageFailed', 'read_params', 'stage_values', 'StageRun', 'run_stage'
 class StageFailed(UrbanlabError):
     "A stage notebook raised; the message names the notebook and the failing cell."
 
+
 def read_params(root: str | Path | None = None) -> dict:
     "The contents of the project's `params.yaml`."
-    path = Path(root or project_root())/"params.yaml"
-    if not path.is_file(): raise UrbanlabError(f"{path} not found; it holds each stage's parameters.")
+    path = Path(root or project_root()) / "params.yaml"
+    if not path.is_file():
+        raise UrbanlabError(f"{path} not found; it holds each stage's parameters.")
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
 
 def stage_values(stage: Stage, root: str | Path | None = None, overrides: dict | None = None) -> dict:
     "The checked parameter values of a run of `stage`: `params.yaml`, then `overrides`."
     root = Path(root or project_root())
-    declared = notebook_params(root/stage.notebook)
+    declared = notebook_params(root / stage.notebook)
     section = read_params(root).get(stage.name) or {}
-    if not isinstance(section, dict): raise UrbanlabError(f"params.yaml: section {stage.name!r} must be a mapping, got {section!r}.")
+    if not isinstance(section, dict):
+        raise UrbanlabError(f"params.yaml: section {stage.name!r} must be a mapping, got {section!r}.")
     check_params(section, declared, f"params.yaml [{stage.name}]", stage.reserved())
     check_params(overrides or {}, declared, f"overrides of stage {stage.name!r}", stage.reserved())
     return {**section, **(overrides or {})}
@@ -41,56 +45,79 @@ def stage_values(stage: Stage, root: str | Path | None = None, overrides: dict |
 @dataclass
 class StageRun:
     "What a stage run produced."
+
     stage: str
     outputs: list[Path]
     seconds: float
 
+
 def _staged(stage: Stage, root: Path) -> tuple[Path, dict[str, Path]]:
-    staging = root/".urbanlab"/"staging"/stage.name
-    if staging.exists(): shutil.rmtree(staging)
-    paths = {k: staging/p for k, p in stage.written().items()}
-    for p in paths.values(): p.parent.mkdir(parents=True, exist_ok=True)
+    staging = root / ".urbanlab" / "staging" / stage.name
+    if staging.exists():
+        shutil.rmtree(staging)
+    paths = {k: staging / p for k, p in stage.written().items()}
+    for p in paths.values():
+        p.parent.mkdir(parents=True, exist_ok=True)
     return staging, paths
 
+
 def _dep_values(stage: Stage, root: Path) -> dict:
-    return {k: [str(root/p) for p in v] if isinstance(v, list) else str(root/v) for k, v in stage.deps.items()}
+    return {k: [str(root / p) for p in v] if isinstance(v, list) else str(root / v) for k, v in stage.deps.items()}
 
 # %% ../../nbs/62_pipeline.run.ipynb #c009
 def _failure(stage: Stage, executed: Path, root: Path, err: Exception) -> StageFailed:
-    kept = root/"reports"/"failed"/f"{stage.name}.ipynb"
-    if executed.exists(): replace_dir(executed, kept)
+    kept = root / "reports" / "failed" / f"{stage.name}.ipynb"
+    if executed.exists():
+        replace_dir(executed, kept)
     if isinstance(err, pm.PapermillExecutionError):
         first = next((l for l in err.source.splitlines() if l.strip() and not l.startswith("#|")), "")
         what = f"cell {err.cell_index} (`{first.strip()[:80]}`): {err.ename}: {err.evalue}"
-    else: what = f"{type(err).__name__}: {err}"
+    else:
+        what = f"{type(err).__name__}: {err}"
     where = f"kept at {kept.relative_to(root)}" if kept.exists() else "not written"
-    return StageFailed(f"Stage {stage.name!r} failed in {stage.notebook}, {what}\n"
-                       f"The executed notebook is {where}; the previous outputs are unchanged.")
+    return StageFailed(
+        f"Stage {stage.name!r} failed in {stage.notebook}, {what}\n"
+        f"The executed notebook is {where}; the previous outputs are unchanged."
+    )
 
 # %% ../../nbs/62_pipeline.run.ipynb #c010
-def run_stage(name: str, overrides: dict | None = None, root: str | Path | None = None, progress: bool = True) -> StageRun:
+def run_stage(
+    name: str, overrides: dict | None = None, root: str | Path | None = None, progress: bool = True
+) -> StageRun:
     "Run stage `name`'s notebook with papermill; on success move its outputs, executed notebook and HTML into place."
     root, stage = Path(root or project_root()), get_stage(name)
     params = stage_values(stage, root, overrides)
     staging, outs = _staged(stage, root)
-    executed = staging/stage.report
+    executed = staging / stage.report
     executed.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(root/stage.notebook, executed, cwd=root/stage.notebook.rsplit("/", 1)[0],
-                            parameters={**params, **_dep_values(stage, root), **{k: str(v) for k, v in outs.items()}},
-                            progress_bar=progress, kernel_name="python3")
+        pm.execute_notebook(
+            root / stage.notebook,
+            executed,
+            cwd=root / stage.notebook.rsplit("/", 1)[0],
+            parameters={**params, **_dep_values(stage, root), **{k: str(v) for k, v in outs.items()}},
+            progress_bar=progress,
+            kernel_name="python3",
+        )
         missing = [str(Path(stage.written()[k])) for k, p in outs.items() if not p.exists()]
-        if missing: raise UrbanlabError(f"the notebook finished without writing its declared outputs {missing}")
+        if missing:
+            raise UrbanlabError(f"the notebook finished without writing its declared outputs {missing}")
     except Exception as e:
         failure = _failure(stage, executed, root, e)
         shutil.rmtree(staging, ignore_errors=True)
         raise failure from None
-    inputs = {f"{k}[{i}]" if isinstance(v, list) else k: root/p for k, v in stage.deps.items() for i, p in enumerate(v if isinstance(v, list) else [v])}
+    inputs = {
+        f"{k}[{i}]" if isinstance(v, list) else k: root / p
+        for k, v in stage.deps.items()
+        for i, p in enumerate(v if isinstance(v, list) else [v])
+    }
     add_provenance(executed, provenance(f"Stage `{name}`", params, inputs, root))
-    render_html(executed, staging/stage.report_html)
-    moved = [replace_dir(staging/rel, root/rel) for rel in [*stage.written().values(), stage.report, stage.report_html]]
-    (root/"reports"/"failed"/f"{stage.name}.ipynb").unlink(missing_ok=True)
+    render_html(executed, staging / stage.report_html)
+    moved = [
+        replace_dir(staging / rel, root / rel) for rel in [*stage.written().values(), stage.report, stage.report_html]
+    ]
+    (root / "reports" / "failed" / f"{stage.name}.ipynb").unlink(missing_ok=True)
     shutil.rmtree(staging, ignore_errors=True)
     return StageRun(name, moved, time.perf_counter() - t0)
 
@@ -100,11 +127,15 @@ def _env() -> dict:
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
 
+
 def run_pipeline(root: str | Path | None = None, force: bool = False, targets: list[str] | None = None) -> Path:
     "Run the pipeline with `dvc repro` (every stage whose inputs changed, or all with `force`); return `reports/index.html`."
     root = Path(root or project_root())
-    for t in targets or []: get_stage(t)
+    for t in targets or []:
+        get_stage(t)
     cmd = [sys.executable, "-m", "dvc", "repro", *(["--force"] if force else []), *(targets or [])]
     if subprocess.run(cmd, cwd=root, env=_env()).returncode != 0:
-        raise UrbanlabError("The pipeline stopped at a failing stage (see the message above); earlier outputs are kept.")
-    return root/"reports"/"index.html"
+        raise UrbanlabError(
+            "The pipeline stopped at a failing stage (see the message above); earlier outputs are kept."
+        )
+    return root / "reports" / "index.html"

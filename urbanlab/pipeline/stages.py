@@ -17,33 +17,43 @@ __all__ = ['STAGES', 'DVC_HEADER', 'Plot', 'Resources', 'Stage', 'get_stage', 'u
 @dataclass(frozen=True)
 class Plot:
     "A CSV that DVC draws: `x` against `y`."
+
     path: str
     x: str
     y: str
 
+
 @dataclass(frozen=True)
 class Resources:
     "What one step asks of a Kubernetes cluster."
-    cpu: str = "1"          # CPU request, in Kubernetes units ("500m", "2")
-    memory: str = "2Gi"     # memory request ("512Mi", "8Gi")
-    gpu: int = 0            # NVIDIA GPUs the step needs (training steps)
+
+    cpu: str = "1"  # CPU request, in Kubernetes units ("500m", "2")
+    memory: str = "2Gi"  # memory request ("512Mi", "8Gi")
+    gpu: int = 0  # NVIDIA GPUs the step needs (training steps)
+
 
 @dataclass(frozen=True)
 class Stage:
     "A pipeline stage: a notebook and the project paths bound to its path parameters."
+
     name: str
-    deps: dict = field(default_factory=dict)     # parameter -> path (or list of paths) the stage reads
-    outs: dict = field(default_factory=dict)     # parameter -> data file or folder the stage writes
+    deps: dict = field(default_factory=dict)  # parameter -> path (or list of paths) the stage reads
+    outs: dict = field(default_factory=dict)  # parameter -> data file or folder the stage writes
     metrics: dict = field(default_factory=dict)  # parameter -> metrics JSON the stage writes
-    plots: dict = field(default_factory=dict)    # parameter -> `Plot` the stage writes
-    resources: Resources = Resources()           # requests of its Kubeflow step
+    plots: dict = field(default_factory=dict)  # parameter -> `Plot` the stage writes
+    resources: Resources = Resources()  # requests of its Kubeflow step
 
     @property
-    def notebook(self) -> str: return f"nbs/stages/{self.name}.ipynb"
+    def notebook(self) -> str:
+        return f"nbs/stages/{self.name}.ipynb"
+
     @property
-    def report(self) -> str: return f"reports/stages/{self.name}.ipynb"
+    def report(self) -> str:
+        return f"reports/stages/{self.name}.ipynb"
+
     @property
-    def report_html(self) -> str: return f"reports/stages/{self.name}.html"
+    def report_html(self) -> str:
+        return f"reports/stages/{self.name}.html"
 
     def written(self) -> dict[str, str]:
         "Parameter -> path of everything the stage writes."
@@ -51,78 +61,143 @@ class Stage:
 
     def reserved(self) -> dict[str, str]:
         "Parameters the runner sets, with the reason (for error messages)."
-        return {**{k: f"input {v}" for k, v in self.deps.items()}, **{k: f"output {v}" for k, v in self.written().items()}}
+        return {
+            **{k: f"input {v}" for k, v in self.deps.items()},
+            **{k: f"output {v}" for k, v in self.written().items()},
+        }
 
 # %% ../../nbs/61_pipeline.stages.ipynb #c007
 def _stages() -> list[Stage]:
     body = [
-        Stage("ingest", deps={"raw_dir": "data/raw"}, outs={"out_dir": "data/interim"},
-              metrics={"metrics_path": "metrics/ingest.json"}, resources=Resources("1", "2Gi")),
-        Stage("explore", deps={"interim_dir": "data/interim"}, outs={"out_dir": "data/processed/patterns"},
-              metrics={"metrics_path": "metrics/explore.json"},
-              plots={"growth_plot_path": Plot("plots/explore/city_growth.csv", "year", "median_growth_pct")},
-              resources=Resources("2", "6Gi")),
-        Stage("train_growth", deps={"interim_dir": "data/interim"}, outs={"model_dir": "models/growth"},
-              metrics={"metrics_path": "metrics/train_growth.json"}, resources=Resources("2", "4Gi", gpu=1)),
-        Stage("evaluate_growth", deps={"interim_dir": "data/interim", "model_dir": "models/growth",
-                                       "patterns_dir": "data/processed/patterns",
-                                       "totals_path": "data/raw/peru/census_totals_1940_2017.csv"},
-              outs={"out_dir": "data/processed/growth"}, metrics={"metrics_path": "metrics/evaluate_growth.json"},
-              plots={"errors_plot_path": Plot("plots/growth/error_by_horizon.csv", "horizon", "urbanlab")},
-              resources=Resources("2", "6Gi")),
-        Stage("train_need", deps={"interim_dir": "data/interim", "patterns_dir": "data/processed/patterns"},
-              outs={"out_dir": "data/processed/need", "model_dir": "models/need"},
-              metrics={"metrics_path": "metrics/train_need.json"}, resources=Resources("2", "4Gi")),
-        Stage("site_hubs", deps={"interim_dir": "data/interim", "need_dir": "data/processed/need",
-                                 "growth_dir": "data/processed/growth",
-                                 "totals_path": "data/raw/peru/census_totals_1940_2017.csv"},
-              outs={"out_dir": "data/processed/hubs"}, metrics={"metrics_path": "metrics/site_hubs.json"},
-              plots={"curve_plot_path": Plot("plots/hubs/coverage_curve.csv", "hubs", "need_share")},
-              resources=Resources("2", "4Gi")),
-        Stage("allocate_resources", deps={"interim_dir": "data/interim", "hubs_path": "data/processed/hubs/recommendations.csv"}, outs={"out_dir": "data/processed/allocation"},
-              metrics={"metrics_path": "metrics/allocate_resources.json"}, resources=Resources("4", "16Gi")),
+        Stage(
+            "ingest",
+            deps={"raw_dir": "data/raw"},
+            outs={"out_dir": "data/interim"},
+            metrics={"metrics_path": "metrics/ingest.json"},
+            resources=Resources("1", "2Gi"),
+        ),
+        Stage(
+            "explore",
+            deps={"interim_dir": "data/interim"},
+            outs={"out_dir": "data/processed/patterns"},
+            metrics={"metrics_path": "metrics/explore.json"},
+            plots={"growth_plot_path": Plot("plots/explore/city_growth.csv", "year", "median_growth_pct")},
+            resources=Resources("2", "6Gi"),
+        ),
+        Stage(
+            "train_growth",
+            deps={"interim_dir": "data/interim"},
+            outs={"model_dir": "models/growth"},
+            metrics={"metrics_path": "metrics/train_growth.json"},
+            resources=Resources("2", "4Gi", gpu=1),
+        ),
+        Stage(
+            "evaluate_growth",
+            deps={
+                "interim_dir": "data/interim",
+                "model_dir": "models/growth",
+                "patterns_dir": "data/processed/patterns",
+                "totals_path": "data/raw/peru/census_totals_1940_2017.csv",
+            },
+            outs={"out_dir": "data/processed/growth"},
+            metrics={"metrics_path": "metrics/evaluate_growth.json"},
+            plots={"errors_plot_path": Plot("plots/growth/error_by_horizon.csv", "horizon", "urbanlab")},
+            resources=Resources("2", "6Gi"),
+        ),
+        Stage(
+            "train_need",
+            deps={"interim_dir": "data/interim", "patterns_dir": "data/processed/patterns"},
+            outs={"out_dir": "data/processed/need", "model_dir": "models/need"},
+            metrics={"metrics_path": "metrics/train_need.json"},
+            resources=Resources("2", "4Gi"),
+        ),
+        Stage(
+            "site_hubs",
+            deps={
+                "interim_dir": "data/interim",
+                "need_dir": "data/processed/need",
+                "growth_dir": "data/processed/growth",
+                "totals_path": "data/raw/peru/census_totals_1940_2017.csv",
+            },
+            outs={"out_dir": "data/processed/hubs"},
+            metrics={"metrics_path": "metrics/site_hubs.json"},
+            plots={"curve_plot_path": Plot("plots/hubs/coverage_curve.csv", "hubs", "need_share")},
+            resources=Resources("2", "4Gi"),
+        ),
+        Stage(
+            "allocate_resources",
+            deps={"interim_dir": "data/interim", "hubs_path": "data/processed/hubs/recommendations.csv"},
+            outs={"out_dir": "data/processed/allocation"},
+            metrics={"metrics_path": "metrics/allocate_resources.json"},
+            resources=Resources("4", "16Gi"),
+        ),
     ]
-    report = Stage("report", deps={"stage_reports": [s.report for s in body]}, outs={"index_path": "reports/index.html"},
-                   resources=Resources("500m", "1Gi"))
+    report = Stage(
+        "report",
+        deps={"stage_reports": [s.report for s in body]},
+        outs={"index_path": "reports/index.html"},
+        resources=Resources("500m", "1Gi"),
+    )
     return body + [report]
+
 
 STAGES: dict[str, Stage] = {s.name: s for s in _stages()}
 
+
 def get_stage(name: str) -> Stage:
     "The declared stage called `name`."
-    if name not in STAGES: raise UrbanlabError(f"Unknown stage {name!r}; stages are: {', '.join(STAGES)}.")
+    if name not in STAGES:
+        raise UrbanlabError(f"Unknown stage {name!r}; stages are: {', '.join(STAGES)}.")
     return STAGES[name]
 
 # %% ../../nbs/61_pipeline.stages.ipynb #c010
-def _paths(v) -> list[str]: return list(v) if isinstance(v, (list, tuple)) else [v]
-def _inside(path: str, out: str) -> bool: return path == out or path.startswith(out.rstrip("/") + "/")
+def _paths(v) -> list[str]:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def _inside(path: str, out: str) -> bool:
+    return path == out or path.startswith(out.rstrip("/") + "/")
+
 
 def upstream(stage: Stage, stages: dict[str, Stage] = STAGES) -> list[str]:
     "Names of the stages that write what `stage` reads, in pipeline order."
     reads = [p for v in stage.deps.values() for p in _paths(v)]
-    def writes(s): return [*s.written().values(), s.report, s.report_html]
+
+    def writes(s):
+        return [*s.written().values(), s.report, s.report_html]
+
     return [n for n, s in stages.items() if n != stage.name and any(_inside(p, o) for p in reads for o in writes(s))]
 
 # %% ../../nbs/61_pipeline.stages.ipynb #c015
 def dvc_stage(s: Stage) -> dict:
     "The `dvc.yaml` entry of stage `s`."
     deps = [s.notebook, "urbanlab"] + [p for v in s.deps.values() for p in _paths(v)]
-    d = dict(cmd=f"urbanlab stage {s.name}", deps=deps, params=[s.name],
-             outs=[{p: {"persist": True}} for p in [*s.outs.values(), s.report, s.report_html]])
-    if s.metrics: d["metrics"] = [{p: {"cache": False, "persist": True}} for p in s.metrics.values()]
-    if s.plots: d["plots"] = [{p.path: {"cache": False, "persist": True, "x": p.x, "y": p.y}} for p in s.plots.values()]
+    d = dict(
+        cmd=f"urbanlab stage {s.name}",
+        deps=deps,
+        params=[s.name],
+        outs=[{p: {"persist": True}} for p in [*s.outs.values(), s.report, s.report_html]],
+    )
+    if s.metrics:
+        d["metrics"] = [{p: {"cache": False, "persist": True}} for p in s.metrics.values()]
+    if s.plots:
+        d["plots"] = [{p.path: {"cache": False, "persist": True, "x": p.x, "y": p.y}} for p in s.plots.values()]
     return d
+
 
 DVC_HEADER = "# Generated from urbanlab.pipeline.stages by `urbanlab dvc-yaml`; edit nbs/61_pipeline.stages.ipynb, not this file.\n"
 
+
 def render_dvc_yaml(stages: dict[str, Stage] = STAGES) -> str:
     "The text of `dvc.yaml` for `stages`."
-    return DVC_HEADER + yaml.safe_dump({"stages": {n: dvc_stage(s) for n, s in stages.items()}}, sort_keys=False, width=120)
+    return DVC_HEADER + yaml.safe_dump(
+        {"stages": {n: dvc_stage(s) for n, s in stages.items()}}, sort_keys=False, width=120
+    )
 
 # %% ../../nbs/61_pipeline.stages.ipynb #c017
 def write_dvc_yaml(root: str | Path | None = None, check: bool = False) -> Path:
     "Write `dvc.yaml` from the declarations; with `check`, raise instead if the file is out of date."
-    path = Path(root or project_root())/"dvc.yaml"
+    path = Path(root or project_root()) / "dvc.yaml"
     text = render_dvc_yaml()
     if check:
         if not path.exists() or path.read_text(encoding="utf-8") != text:

@@ -13,45 +13,71 @@ from ..core import UrbanlabError, project_root
 __all__ = ['APP_NOTEBOOK', 'APP_DATA', 'voila_command', 'app_env', 'lab_command', 'app', 'lab']
 
 # %% ../../nbs/54_reports.app.ipynb #c005
-APP_NOTEBOOK = Path("nbs")/"app"/"urbanlab.ipynb"
-APP_DATA = Path("nbs")/"app"     # JUPYTER_PATH entry holding voila/templates/urbanlab
+APP_NOTEBOOK = Path("nbs") / "app" / "urbanlab.ipynb"
+APP_DATA = Path("nbs") / "app"  # JUPYTER_PATH entry holding voila/templates/urbanlab
+
 
 def voila_command(root: str | Path, port: int = 8866, ip: str = "127.0.0.1", browser: bool = False) -> list[str]:
     "The command line that serves the app notebook of project `root` with Voila."
-    nb = Path(root)/APP_NOTEBOOK
-    if not nb.is_file(): raise UrbanlabError(f"No app notebook at {nb}; is {root} an urbanlab project?")
-    return [sys.executable, "-m", "voila", str(nb), f"--port={port}", f"--Voila.ip={ip}", "--template=urbanlab",
-            *([] if browser else ["--no-browser"])]
+    nb = Path(root) / APP_NOTEBOOK
+    if not nb.is_file():
+        raise UrbanlabError(f"No app notebook at {nb}; is {root} an urbanlab project?")
+    return [
+        sys.executable,
+        "-m",
+        "voila",
+        str(nb),
+        f"--port={port}",
+        f"--Voila.ip={ip}",
+        "--template=urbanlab",
+        *([] if browser else ["--no-browser"]),
+    ]
+
 
 def app_env(root: str | Path) -> dict:
     "The environment for the app: the project's template on `JUPYTER_PATH`, `URBANLAB_ROOT` set to `root`."
-    paths = [str(Path(root).resolve()/APP_DATA), *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))]
+    paths = [str(Path(root).resolve() / APP_DATA), *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))]
     return dict(os.environ, JUPYTER_PATH=os.pathsep.join(paths), URBANLAB_ROOT=str(Path(root).resolve()))
 
 # %% ../../nbs/54_reports.app.ipynb #c008
 def lab_command(root: str | Path, port: int = 8888, ip: str = "127.0.0.1", browser: bool = False) -> list[str]:
     "The command line that starts JupyterLab on project `root`."
     root_flag = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-    return [sys.executable, "-m", "jupyterlab", f"--ip={ip}", f"--port={port}", f"--ServerApp.root_dir={Path(root).resolve()}",
-            *([] if browser else ["--no-browser"]), *root_flag]
+    return [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--ip={ip}",
+        f"--port={port}",
+        f"--ServerApp.root_dir={Path(root).resolve()}",
+        *([] if browser else ["--no-browser"]),
+        *root_flag,
+    ]
 
 # %% ../../nbs/54_reports.app.ipynb #c011
 def _serve(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> None:
     "Become the server `cmd` (exec: Ctrl-C and signals reach it directly, no process is left behind)."
     typer.echo(" ".join(cmd), err=True)
-    if cwd is not None: os.chdir(cwd)
+    if cwd is not None:
+        os.chdir(cwd)
     os.execve(cmd[0], cmd, env if env is not None else dict(os.environ))
 
-def app(port: int = typer.Option(8866, "--port", help="Port of the app (Voila)."),
-        ip: str = typer.Option("127.0.0.1", "--ip", help="Address to listen on; 127.0.0.1 keeps the app on this machine."),
-        browser: bool = typer.Option(False, "--browser/--no-browser", help="Open a browser on the app.")):
+
+def app(
+    port: int = typer.Option(8866, "--port", help="Port of the app (Voila)."),
+    ip: str = typer.Option("127.0.0.1", "--ip", help="Address to listen on; 127.0.0.1 keeps the app on this machine."),
+    browser: bool = typer.Option(False, "--browser/--no-browser", help="Open a browser on the app."),
+):
     "Serve the hub-siting and allocation explorers as a web app (Voila, no code shown), on 127.0.0.1:8866 by default."
     root = project_root()
     _serve(voila_command(root, port, ip, browser), app_env(root), root)
 
-def lab(port: int = typer.Option(8888, "--port", help="Port of JupyterLab."),
-        ip: str = typer.Option("127.0.0.1", "--ip", help="Address to listen on."),
-        browser: bool = typer.Option(False, "--browser/--no-browser", help="Open a browser on JupyterLab.")):
+
+def lab(
+    port: int = typer.Option(8888, "--port", help="Port of JupyterLab."),
+    ip: str = typer.Option("127.0.0.1", "--ip", help="Address to listen on."),
+    browser: bool = typer.Option(False, "--browser/--no-browser", help="Open a browser on JupyterLab."),
+):
     "Start JupyterLab on this project (kernel 'Python (urbanlab)'), on 127.0.0.1:8888 by default."
     root = project_root()
     _serve(lab_command(root, port, ip, browser), cwd=root)

@@ -4,46 +4,72 @@
 
 # %% ../../nbs/53_reports.cli.ipynb #c002
 from __future__ import annotations
-import json, re, time
+import time
 from pathlib import Path
 from typing import List, Optional
-import typer
+import typer, typer.core
 from ..core import UrbanlabError, project_root
 
 # %% auto #0
-__all__ = ['report_params', 'report_help', 'report_command']
+__all__ = ['report_params', 'report_help', 'LazyHelp', 'report_command']
 
 # %% ../../nbs/53_reports.cli.ipynb #c005
-_DECL = re.compile(r"^([A-Za-z_]\w*)\s*:", re.M)
-
 def report_params(nb: str | Path) -> list[str]:
     "Names of the parameters a user sets in report notebook `nb` (inputs left out)."
-    cells = json.loads(Path(nb).read_text(encoding="utf-8"))["cells"]
-    src = next(("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), "")
-    return [n for n in _DECL.findall(src) if not n.endswith(("_dir", "_path"))]
+    from urbanlab.params import notebook_params
+
+    return [n for n in notebook_params(nb) if not n.endswith(("_dir", "_path"))]
+
 
 def report_help(root: str | Path | None = None) -> str:
     "Help text of `urbanlab report`, listing the report notebooks of `nbs/reports/` and their parameters."
-    try: nbs = sorted(Path(root or project_root(), "nbs", "reports").glob("*.ipynb"))
-    except UrbanlabError: nbs = []
-    names = "\n\n".join(f"  {nb.stem}: " + ", ".join(f"-p {k}=..." for k in report_params(nb)) for nb in nbs) or "  (none found)"
-    return ("Render a report notebook of nbs/reports/ with papermill, then as HTML (code hidden), into reports/NAME/; "
-            "then refresh reports/index.html.\n\nReports and their parameters:\n\n" + names +
-            "\n\nExamples:\n\n  urbanlab report department -p department=CUSCO\n\n"
-            "  urbanlab report department --each department    (all 25, 2 at a time)\n\n"
-            "Run `urbanlab run` first: reports read the pipeline's outputs.")
+    try:
+        nbs = sorted(Path(root or project_root(), "nbs", "reports").glob("*.ipynb"))
+    except UrbanlabError:
+        nbs = []
+    names = (
+        "\n\n".join(f"  {nb.stem}: " + ", ".join(f"-p {k}=..." for k in report_params(nb)) for nb in nbs)
+        or "  (none found)"
+    )
+    return (
+        "Render a report notebook of nbs/reports/ with papermill, then as HTML (code hidden), into reports/NAME/; "
+        "then refresh reports/index.html.\n\nReports and their parameters:\n\n"
+        + names
+        + "\n\nExamples:\n\n  urbanlab report department -p department=CUSCO\n\n"
+        "  urbanlab report department --each department    (all 25, 2 at a time)\n\n"
+        "Run `urbanlab run` first: reports read the pipeline's outputs."
+    )
+
+
+class LazyHelp(typer.core.TyperCommand):
+    "A command whose help text is `report_help()`, written when the help is shown."
+
+    def format_help(self, ctx, formatter):
+        self.help = report_help()
+        return super().format_help(ctx, formatter)
 
 # %% ../../nbs/53_reports.cli.ipynb #c008
-def report_command(name: Optional[str] = typer.Argument(None, help="The report to render, e.g. department."),
-                   param: Optional[List[str]] = typer.Option(None, "-p", "--param", help="Set a parameter: key=value (value read as YAML), e.g. -p department=CUSCO."),
-                   each: Optional[str] = typer.Option(None, "--each", help="Render one report per value of this parameter: department (all 25)."),
-                   workers: int = typer.Option(2, "--workers", "-j", help="Reports rendered at once with --each (at most the CPUs)."),
-                   show_code: bool = typer.Option(False, "--show-code", help="Show the code in the HTML (hidden by default)."),
-                   png: bool = typer.Option(False, "--png", help="Also write every figure as PNG, reports/NAME/SLUG/figures/NN.png, for slides.")):
+def report_command(
+    name: Optional[str] = typer.Argument(None, help="The report to render, e.g. department."),
+    param: Optional[List[str]] = typer.Option(
+        None, "-p", "--param", help="Set a parameter: key=value (value read as YAML), e.g. -p department=CUSCO."
+    ),
+    each: Optional[str] = typer.Option(
+        None, "--each", help="Render one report per value of this parameter: department (all 25)."
+    ),
+    workers: int = typer.Option(2, "--workers", "-j", help="Reports rendered at once with --each (at most the CPUs)."),
+    show_code: bool = typer.Option(False, "--show-code", help="Show the code in the HTML (hidden by default)."),
+    png: bool = typer.Option(
+        False, "--png", help="Also write every figure as PNG, reports/NAME/SLUG/figures/NN.png, for slides."
+    ),
+):
     "Render a report notebook (see `urbanlab report --help`)."
-    from urbanlab.pipeline.params import parse_assignments
+    from urbanlab.params import parse_assignments
     from urbanlab.reports.render import each_params, refresh_index, render_many, render_report
-    if name is None: typer.echo(report_help()); raise typer.Exit(0)
+
+    if name is None:
+        typer.echo(report_help())
+        raise typer.Exit(0)
     params, t0, failed = parse_assignments(param), time.perf_counter(), []
     if each is None:
         html = render_report(name, params, show_code=show_code, png=png, progress=True)
@@ -51,8 +77,13 @@ def report_command(name: Optional[str] = typer.Argument(None, help="The report t
     else:
         results = render_many(name, each_params(each, params), workers=workers, show_code=show_code, png=png)
         failed = [r for r in results if r.error]
-        typer.echo(f"{len(results) - len(failed)} of {len(results)} reports in {Path(project_root(), 'reports', name)} ({time.perf_counter() - t0:.1f} s)")
-        for r in failed: typer.secho(f"failed: {each}={r.params[each]}: {r.error}", err=True, fg="red")
-    from urbanlab.pipeline.stages import STAGES
-    typer.echo(f"Index: {refresh_index(hidden={n: set(s.reserved()) for n, s in STAGES.items()})}")
-    if failed: raise UrbanlabError(f"{len(failed)} of {len(results)} reports failed: " + ", ".join(str(r.params[each]) for r in failed) + ".")
+        typer.echo(
+            f"{len(results) - len(failed)} of {len(results)} reports in {Path(project_root(), 'reports', name)} ({time.perf_counter() - t0:.1f} s)"
+        )
+        for r in failed:
+            typer.secho(f"failed: {each}={r.params[each]}: {r.error}", err=True, fg="red")
+    typer.echo(f"Index: {refresh_index()}")
+    if failed:
+        raise UrbanlabError(
+            f"{len(failed)} of {len(results)} reports failed: " + ", ".join(str(r.params[each]) for r in failed) + "."
+        )

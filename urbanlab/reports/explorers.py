@@ -10,8 +10,7 @@ import numpy as np, pandas as pd
 import ipywidgets as widgets
 import plotly.graph_objects as go
 from IPython.display import display
-from ..core import UrbanlabError, project_path
-from ..core import require_outputs as core_require_outputs
+from ..core import UrbanlabError, project_path, require_outputs
 from ..allocate import POLICIES, allocate, read_needs
 from ..models.projection import national_rate, project_districts
 from ..optimize.hubs import explain_plan, hub_demand, reach_ring, select_region, site_hubs
@@ -19,29 +18,31 @@ from .offline import _rings, offline_choropleth
 
 # %% auto #0
 __all__ = ['TABLE_CSS', 'HUB_COLUMNS', 'COVERAGE_EDGES', 'COVERAGE_LABELS', 'EQUITY', 'SYNTHETIC_BANNER', 'PALETTE', 'PATH_YEARS',
-           'require_outputs', 'refresh_figure', 'show_figure', 'frame_html', 'markdown_html', 'hub_map', 'HubExplorer',
-           'gpd_read', 'district_units', 'coverage_map', 'AllocationExplorer', 'read_needs_frame', 'fan_traces',
-           'GrowthExplorer', 'open_explorer', 'app_tabs']
-
-# %% ../../nbs/53_reports.explorers.ipynb #c005
-def require_outputs(*paths: Path) -> list[Path]:
-    "`paths` if every one exists, else an `UrbanlabError` naming the missing ones and `urbanlab run` (one message: `urbanlab.core.require_outputs`)."
-    return core_require_outputs(paths, "The explorers")
+           'refresh_figure', 'show_figure', 'frame_html', 'markdown_html', 'hub_map', 'HubExplorer', 'gpd_read',
+           'district_units', 'coverage_map', 'AllocationExplorer', 'read_needs_frame', 'fan_traces', 'GrowthExplorer',
+           'open_explorer', 'app_tabs']
 
 # %% ../../nbs/53_reports.explorers.ipynb #c008
 def _plain(obj) -> dict:
-    d = obj.to_plotly_json(); d.pop("type", None); d.pop("uid", None); d.pop("template", None)
+    d = obj.to_plotly_json()
+    d.pop("type", None)
+    d.pop("uid", None)
+    d.pop("template", None)
     return d
+
 
 def refresh_figure(fw: go.FigureWidget, fig: go.Figure, reset_axes: bool = False) -> go.FigureWidget:
     "Show `fig` in the widget `fw` in place: traces and layout updated in one batch (traces swapped if their count changed)."
     if len(fw.data) != len(fig.data) or any(a.type != b.type for a, b in zip(fw.data, fig.data)):
-        fw.data = []; fw.add_traces([_plain(t) | {"type": t.type} for t in fig.data])
+        fw.data = []
+        fw.add_traces([_plain(t) | {"type": t.type} for t in fig.data])
     layout = _plain(fig.layout)
     if reset_axes:
-        for axis in ("xaxis", "yaxis"): layout[axis] = layout.get(axis, {}) | {"autorange": True}
+        for axis in ("xaxis", "yaxis"):
+            layout[axis] = layout.get(axis, {}) | {"autorange": True}
     with fw.batch_update():
-        for old, new in zip(fw.data, fig.data): old.update(_plain(new), overwrite=True)
+        for old, new in zip(fw.data, fig.data):
+            old.update(_plain(new), overwrite=True)
         fw.layout.update(layout, overwrite=True)
     return fw
 
@@ -55,58 +56,103 @@ def frame_html(df: pd.DataFrame, formats: dict | None = None) -> str:
     "A small HTML table of `df`, numbers formatted by `formats` (column -> format string)."
     shown = df.copy()
     for c, f in (formats or {}).items():
-        if c in shown and f: shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f.format(v))
+        if c in shown and f:
+            shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f.format(v))
     return shown.to_html(index=False, border=0, classes="urbanlab-table", escape=True)
+
 
 def markdown_html(text: str) -> str:
     "The little Markdown `explain_plan` writes (bold) as HTML."
     return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
 
-TABLE_CSS = ("<style>.urbanlab-table{border-collapse:collapse;font-size:13px}.urbanlab-table th,.urbanlab-table td"
-             "{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}.urbanlab-table th{background:#f3f3f3}</style>")
+
+TABLE_CSS = (
+    "<style>.urbanlab-table{border-collapse:collapse;font-size:13px}.urbanlab-table th,.urbanlab-table td"
+    "{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}.urbanlab-table th{background:#f3f3f3}</style>"
+)
 
 # %% ../../nbs/53_reports.explorers.ipynb #c016
 def hub_map(base: go.Figure, plan, radius_km: float, title: str) -> go.Figure:
     "The need map `base` with each hub's reach (one trace of rings) and the ranked hubs (one trace of markers)."
     xs, ys = [], []
     for r in plan.sites.itertuples():
-        x, y = reach_ring(r.latitude, r.longitude, radius_km); xs += [*x, None]; ys += [*y, None]
+        x, y = reach_ring(r.latitude, r.longitude, radius_km)
+        xs += [*x, None]
+        ys += [*y, None]
     fig = go.Figure(base)
-    fig.add_scatter(x=xs, y=ys, mode="lines", line=dict(color="#1f4e9c", width=1), hoverinfo="skip", showlegend=False, name="reach")
+    fig.add_scatter(
+        x=xs, y=ys, mode="lines", line=dict(color="#1f4e9c", width=1), hoverinfo="skip", showlegend=False, name="reach"
+    )
     s = plan.sites
-    fig.add_scatter(x=s.longitude, y=s.latitude, mode="markers+text", text=s["rank"].astype(str), textposition="top center",
-                    marker=dict(size=9, color="#1f4e9c", line=dict(color="white", width=1)), name="hubs", showlegend=False,
-                    customdata=s[["name", "district", "marginal_need"]],
-                    hovertemplate="#%{text} %{customdata[0]} (%{customdata[1]})<br>adds %{customdata[2]:,.0f} people in need<extra></extra>")
+    fig.add_scatter(
+        x=s.longitude,
+        y=s.latitude,
+        mode="markers+text",
+        text=s["rank"].astype(str),
+        textposition="top center",
+        marker=dict(size=9, color="#1f4e9c", line=dict(color="white", width=1)),
+        name="hubs",
+        showlegend=False,
+        customdata=s[["name", "district", "marginal_need"]],
+        hovertemplate="#%{text} %{customdata[0]} (%{customdata[1]})<br>adds %{customdata[2]:,.0f} people in need<extra></extra>",
+    )
     return fig.update_layout(title=title, height=620)
 
 # %% ../../nbs/53_reports.explorers.ipynb #c017
-HUB_COLUMNS = {"rank": None, "name": None, "district": None, "department": None, "marginal_need": "{:,.0f}",
-               "marginal_population": "{:,.0f}", "cumulative_need_share": "{:.1%}"}
+HUB_COLUMNS = {
+    "rank": None,
+    "name": None,
+    "district": None,
+    "department": None,
+    "marginal_need": "{:,.0f}",
+    "marginal_population": "{:,.0f}",
+    "cumulative_need_share": "{:.1%}",
+}
+
 
 class HubExplorer:
     "Hub siting explorer: `controls` n_hubs, radius_km, year, region -> `figure` (need map, reach, hubs) and `table` (ranked sites)."
-    def __init__(self, need: pd.DataFrame,        # `district_need.parquet`: `ubigeo`, names, `need_index`
-                 people: pd.DataFrame,            # `ubigeo`, `population` (2017) and any `population_<year>`; `net_rate` etc. to project other years
-                 districts: pd.DataFrame,         # `districts.parquet`: capitals' coordinates
-                 candidates: pd.DataFrame,        # `candidate_sites`
-                 polygons: pd.DataFrame,          # `district_polygons.parquet`: `ubigeo`, `geometry`
-                 years: list | None = None,       # scenario years offered (default: 2017 and the projected columns)
-                 national: float | None = None,   # national growth rate, to project years not in `people`
-                 region: str = "all", n_hubs: int = 5, radius_km: float = 15.0, year: int = 2017, time_limit: float = 30.0):
-        self.need, self.people, self.districts, self.candidates, self.polygons = need, people, districts, candidates, polygons
+
+    def __init__(
+        self,
+        need: pd.DataFrame,  # `district_need.parquet`: `ubigeo`, names, `need_index`
+        people: pd.DataFrame,  # `ubigeo`, `population` (2017) and any `population_<year>`; `net_rate` etc. to project other years
+        districts: pd.DataFrame,  # `districts.parquet`: capitals' coordinates
+        candidates: pd.DataFrame,  # `candidate_sites`
+        polygons: pd.DataFrame,  # `district_polygons.parquet`: `ubigeo`, `geometry`
+        years: list | None = None,  # scenario years offered (default: 2017 and the projected columns)
+        national: float | None = None,  # national growth rate, to project years not in `people`
+        region: str = "all",
+        n_hubs: int = 5,
+        radius_km: float = 15.0,
+        year: int = 2017,
+        time_limit: float = 30.0,
+    ):
+        self.need, self.people, self.districts, self.candidates, self.polygons = (
+            need,
+            people,
+            districts,
+            candidates,
+            polygons,
+        )
         self.national, self.time_limit, self._demand, self._base = national, time_limit, {}, {}
         found = sorted(int(c.split("_")[1]) for c in people.columns if re.fullmatch(r"population_\d{4}", c))
         years = years or [2017, *found]
         regions = ["all", *sorted(need.department.dropna().str.upper().unique())]
         c = self.controls = dict(
             n_hubs=widgets.IntSlider(value=n_hubs, min=1, max=50, description="Hubs", continuous_update=False),
-            radius_km=widgets.FloatSlider(value=radius_km, min=2.5, max=100, step=2.5, description="Reach (km)", continuous_update=False),
+            radius_km=widgets.FloatSlider(
+                value=radius_km, min=2.5, max=100, step=2.5, description="Reach (km)", continuous_update=False
+            ),
             year=widgets.Dropdown(options=years, value=year, description="Year"),
-            region=widgets.Dropdown(options=regions, value=region.upper() if region.lower() != "all" else "all", description="Region"))
+            region=widgets.Dropdown(
+                options=regions, value=region.upper() if region.lower() != "all" else "all", description="Region"
+            ),
+        )
         self.figure, self.table, self.summary = None, widgets.HTML(), widgets.HTML()
         self.status = widgets.HTML()
-        for w in c.values(): w.observe(self.update, "value")
+        for w in c.values():
+            w.observe(self.update, "value")
         self.update()
 
     def demand(self, year: int) -> pd.DataFrame:
@@ -115,7 +161,9 @@ class HubExplorer:
             column, people = ("population" if year == 2017 else f"population_{year}"), self.people
             if column not in people:
                 if self.national is None or "net_rate" not in people:
-                    raise UrbanlabError(f"No population for {year}: only 2017 and the pipeline's projected years are known.")
+                    raise UrbanlabError(
+                        f"No population for {year}: only 2017 and the pipeline's projected years are known."
+                    )
                 people = project_districts(people, self.national, year)
             self._demand[year] = hub_demand(self.need, people, self.districts, column)
         return self._demand[year]
@@ -124,26 +172,40 @@ class HubExplorer:
         "The need index of `region`'s districts (drawn once per region)."
         if region not in self._base:
             d = select_region(self.need, region)[["ubigeo", "district", "need_index"]]
-            self._base[region] = offline_choropleth(self.polygons.merge(d, on="ubigeo"), "need_index", hover="district", colorscale="OrRd")
+            self._base[region] = offline_choropleth(
+                self.polygons.merge(d, on="ubigeo"), "need_index", hover="district", colorscale="OrRd"
+            )
         return self._base[region]
 
     def solve(self):
         "The plan for the controls' values."
         v = {k: w.value for k, w in self.controls.items()}
-        return site_hubs(select_region(self.demand(v["year"]), v["region"]), select_region(self.candidates, v["region"]),
-                         v["n_hubs"], v["radius_km"], "mclp", time_limit=self.time_limit)
+        return site_hubs(
+            select_region(self.demand(v["year"]), v["region"]),
+            select_region(self.candidates, v["region"]),
+            v["n_hubs"],
+            v["radius_km"],
+            "mclp",
+            time_limit=self.time_limit,
+        )
 
     def update(self, change=None):
         "Solve for the controls' values and update the figure, the table and the summary in place."
         v = {k: w.value for k, w in self.controls.items()}
         self.status.value = "<i>solving...</i>"
-        try: self.plan = plan = self.solve()
+        try:
+            self.plan = plan = self.solve()
         except UrbanlabError as e:
-            self.status.value = f"<b style='color:#b00'>{e}</b>"; self.figure = go.FigureWidget() if self.figure is None else self.figure; return
+            self.status.value = f"<b style='color:#b00'>{e}</b>"
+            self.figure = go.FigureWidget() if self.figure is None else self.figure
+            return
         name = "all of Peru" if v["region"] == "all" else v["region"].title()
         title = f"{len(plan.sites)} hubs, {v['radius_km']:g} km reach, over the need index ({name}, {v['year']})"
-        self.figure = show_figure(self.figure, hub_map(self.base_map(v["region"]), plan, v["radius_km"], title),
-                       reset_axes=change is not None and change["name"] == "value" and change["owner"] is self.controls["region"])
+        self.figure = show_figure(
+            self.figure,
+            hub_map(self.base_map(v["region"]), plan, v["radius_km"], title),
+            reset_axes=change is not None and change["name"] == "value" and change["owner"] is self.controls["region"],
+        )
         self.sites = plan.sites[list(HUB_COLUMNS)]
         self.table.value = TABLE_CSS + frame_html(self.sites, HUB_COLUMNS)
         self.summary.value = markdown_html(explain_plan(plan, name, v["year"]))
@@ -152,83 +214,153 @@ class HubExplorer:
     @property
     def widget(self) -> widgets.Widget:
         "Controls, summary, map and ranked table in one box."
-        return widgets.VBox([widgets.HBox(list(self.controls.values())[:2]), widgets.HBox(list(self.controls.values())[2:]),
-                             self.status, self.summary, self.figure, self.table])
+        return widgets.VBox(
+            [
+                widgets.HBox(list(self.controls.values())[:2]),
+                widgets.HBox(list(self.controls.values())[2:]),
+                self.status,
+                self.summary,
+                self.figure,
+                self.table,
+            ]
+        )
 
-    def _ipython_display_(self): display(self.widget)
+    def _ipython_display_(self):
+        display(self.widget)
 
     @classmethod
     def from_project(cls, root: str | Path | None = None, **kwargs) -> "HubExplorer":
         "The explorer on the pipeline's outputs (`ingest`, `train_need`, `evaluate_growth`)."
         from urbanlab.models.series import read_series
         from urbanlab.optimize.hubs import candidate_sites
+
         i, p = project_path("interim", root=root), project_path("processed", root=root)
-        files = require_outputs(i/"districts.parquet", i/"populated_places.parquet", i/"district_polygons.parquet",
-                                p/"need"/"district_need.parquet", p/"growth"/"district_projection.parquet")
+        files = require_outputs(
+            [
+                i / "districts.parquet",
+                i / "populated_places.parquet",
+                i / "district_polygons.parquet",
+                p / "need" / "district_need.parquet",
+                p / "growth" / "district_projection.parquet",
+            ],
+            "The hub explorer",
+        )
         districts, places, need, people = (pd.read_parquet(files[k]) for k in (0, 1, 3, 4))
         polygons = gpd_read(files[2])
         national = national_rate(read_series(project_path("raw", "peru", "census_totals_1940_2017.csv", root=root)))
         found = sorted(int(c.split("_")[1]) for c in people.columns if re.fullmatch(r"population_\d{4}", c))
-        kwargs = dict(years=sorted({2017, 2020, 2025, 2030, 2035, 2040, *found}), year=max(found, default=2017)) | kwargs
+        kwargs = (
+            dict(years=sorted({2017, 2020, 2025, 2030, 2035, 2040, *found}), year=max(found, default=2017)) | kwargs
+        )
         return cls(need, people, districts, candidate_sites(districts, places), polygons, national=national, **kwargs)
+
 
 def gpd_read(path) -> pd.DataFrame:
     "District polygons (`ubigeo`, `geometry`) from a GeoParquet file."
     import geopandas as gpd
+
     return gpd.read_parquet(path)[["ubigeo", "geometry"]]
 
 # %% ../../nbs/53_reports.explorers.ipynb #c023
 COVERAGE_EDGES = [0, 1e-9, 0.2, 0.4, 0.6, 0.8, 1 - 1e-9, 1.0]
 COVERAGE_LABELS = ["none", "under 20%", "20-40%", "40-60%", "60-80%", "80-99%", "all"]
 
+
 def district_units(ubigeo: pd.Series, units) -> pd.Series:
     "The allocation unit of each district: itself, its department pool `DD0000`, or the national pool `000000`."
-    units = set(units); dept = ubigeo.str[:2] + "0000"
+    units = set(units)
+    dept = ubigeo.str[:2] + "0000"
     return ubigeo.where(ubigeo.isin(units), dept.where(dept.isin(units), "000000"))
+
 
 def coverage_map(gdf, column: str = "coverage", title: str = "", hover: str = "district") -> go.Figure:
     "Choropleth of a coverage share in fixed classes (`COVERAGE_LABELS`), one filled trace per class, on plain axes."
     from plotly.colors import sample_colorscale
+
     gdf = gdf[gdf.geometry.notna()]
     cls = np.digitize(gdf[column].fillna(0).to_numpy(), COVERAGE_EDGES[1:-1], right=False)
     geoms, colors = gdf.geometry.simplify(0.01), sample_colorscale("RdYlGn", np.linspace(0, 1, len(COVERAGE_LABELS)))
     fig = go.Figure()
     for k, (label, color) in enumerate(zip(COVERAGE_LABELS, colors)):
         xs, ys = _rings(geoms[cls == k])
-        fig.add_scatter(x=xs or [None], y=ys or [None], fill="toself", fillcolor=color, mode="lines", name=label,
-                        line=dict(width=0.3, color="white"), hoverinfo="skip")
+        fig.add_scatter(
+            x=xs or [None],
+            y=ys or [None],
+            fill="toself",
+            fillcolor=color,
+            mode="lines",
+            name=label,
+            line=dict(width=0.3, color="white"),
+            hoverinfo="skip",
+        )
     pts = gdf.geometry.representative_point()
-    fig.add_scatter(x=pts.x, y=pts.y, mode="markers", marker=dict(size=4, opacity=0), showlegend=False, text=gdf[hover],
-                    customdata=gdf[column], hovertemplate="%{text}<br>" + column + " = %{customdata:.0%}<extra></extra>")
+    fig.add_scatter(
+        x=pts.x,
+        y=pts.y,
+        mode="markers",
+        marker=dict(size=4, opacity=0),
+        showlegend=False,
+        text=gdf[hover],
+        customdata=gdf[column],
+        hovertemplate="%{text}<br>" + column + " = %{customdata:.0%}<extra></extra>",
+    )
     mid = float(np.deg2rad(pts.y.mean())) if len(pts) else 0.0
-    fig.update_xaxes(visible=False).update_yaxes(visible=False, scaleanchor="x", scaleratio=1/np.cos(mid))
-    return fig.update_layout(title=title, plot_bgcolor="white", margin=dict(l=0, r=0, t=40, b=0), legend_title_text="coverage")
+    fig.update_xaxes(visible=False).update_yaxes(visible=False, scaleanchor="x", scaleratio=1 / np.cos(mid))
+    return fig.update_layout(
+        title=title, plot_bgcolor="white", margin=dict(l=0, r=0, t=40, b=0), legend_title_text="coverage"
+    )
 
 # %% ../../nbs/53_reports.explorers.ipynb #c025
-EQUITY = {"policy": None, "allocated": "{:,.0f}", "need_covered": "{:.1%}", "min_coverage": "{:.1%}", "mean_coverage": "{:.1%}",
-          "gini_coverage": "{:.3f}", "poorest_unmet": "{:,.0f}", "poorest_unmet_share": "{:.1%}", "units_served": "{:,}"}
-SYNTHETIC_BANNER = ("<div style='background:#fff3cd;border:1px solid #e0c36a;padding:6px 10px;margin:4px 0'><b>SYNTHETIC data.</b> "
-                    "The learners and their needs are generated (calibrated on real district figures); the allocations show how "
-                    "the policies differ, not what any district needs.</div>")
+EQUITY = {
+    "policy": None,
+    "allocated": "{:,.0f}",
+    "need_covered": "{:.1%}",
+    "min_coverage": "{:.1%}",
+    "mean_coverage": "{:.1%}",
+    "gini_coverage": "{:.3f}",
+    "poorest_unmet": "{:,.0f}",
+    "poorest_unmet_share": "{:.1%}",
+    "units_served": "{:,}",
+}
+SYNTHETIC_BANNER = (
+    "<div style='background:#fff3cd;border:1px solid #e0c36a;padding:6px 10px;margin:4px 0'><b>SYNTHETIC data.</b> "
+    "The learners and their needs are generated (calibrated on real district figures); the allocations show how "
+    "the policies differ, not what any district needs.</div>"
+)
+
 
 class AllocationExplorer:
     "Allocation explorer (SYNTHETIC learners): `controls` supply, policy -> `figure` (coverage map) and `table` (equity figures)."
-    def __init__(self, units: pd.DataFrame,     # allocation units: `unit_id`, `need`, `poverty_pct`, `rural`, `quintile`
-                 districts: pd.DataFrame,       # `ubigeo`, `district`, `department` of every district to map (and its `unit_id`, if known)
-                 polygons: pd.DataFrame,        # `ubigeo`, `geometry`
-                 supply: int | None = None,     # starting supply (default: half the need)
-                 policy: str = "rule"):
+
+    def __init__(
+        self,
+        units: pd.DataFrame,  # allocation units: `unit_id`, `need`, `poverty_pct`, `rural`, `quintile`
+        districts: pd.DataFrame,  # `ubigeo`, `district`, `department` of every district to map (and its `unit_id`, if known)
+        polygons: pd.DataFrame,  # `ubigeo`, `geometry`
+        supply: int | None = None,  # starting supply (default: half the need)
+        policy: str = "rule",
+    ):
         self.units = read_needs_frame(units)
         total = int(self.units.need.sum())
-        if "unit_id" not in districts: districts = districts.assign(unit_id=district_units(districts.ubigeo, self.units.unit_id))
+        if "unit_id" not in districts:
+            districts = districts.assign(unit_id=district_units(districts.ubigeo, self.units.unit_id))
         self.mapped = polygons.merge(districts, on="ubigeo")
         c = self.controls = dict(
-            supply=widgets.IntSlider(value=min(total, supply if supply is not None else total//2), min=0, max=total, step=max(1, total//200),
-                                     description="Supply", continuous_update=False, style={"description_width": "initial"}),
-            policy=widgets.Dropdown(options=list(POLICIES), value=policy, description="Policy"))
+            supply=widgets.IntSlider(
+                value=min(total, supply if supply is not None else total // 2),
+                min=0,
+                max=total,
+                step=max(1, total // 200),
+                description="Supply",
+                continuous_update=False,
+                style={"description_width": "initial"},
+            ),
+            policy=widgets.Dropdown(options=list(POLICIES), value=policy, description="Policy"),
+        )
         self.figure, self.table, self.status = None, widgets.HTML(), widgets.HTML()
         self.banner = widgets.HTML(SYNTHETIC_BANNER)
-        for w in c.values(): w.observe(self.update, "value")
+        for w in c.values():
+            w.observe(self.update, "value")
         self.update()
 
     def update(self, change=None):
@@ -238,8 +370,13 @@ class AllocationExplorer:
         self.allocation = runs[policy]
         cov = self.allocation.table[["unit_id", "coverage"]]
         s = self.allocation.summary
-        title = f"SYNTHETIC: need covered by {policy}, {supply:,} items ({s.need_covered:.0%}, Gini {s.gini_coverage:.2f})"
-        self.figure = show_figure(self.figure, coverage_map(self.mapped.merge(cov, on="unit_id", how="left"), title=title).update_layout(height=620))
+        title = (
+            f"SYNTHETIC: need covered by {policy}, {supply:,} items ({s.need_covered:.0%}, Gini {s.gini_coverage:.2f})"
+        )
+        self.figure = show_figure(
+            self.figure,
+            coverage_map(self.mapped.merge(cov, on="unit_id", how="left"), title=title).update_layout(height=620),
+        )
         self.equity = pd.DataFrame([r.summary.to_dict() for r in runs.values()])[list(EQUITY)]
         html = frame_html(self.equity, EQUITY).replace(f"<td>{policy}</td>", f"<td><b>&#9654; {policy}</b></td>")
         self.table.value = TABLE_CSS + "<b>Equity figures at this supply (SYNTHETIC), every policy:</b>" + html
@@ -247,74 +384,135 @@ class AllocationExplorer:
     @property
     def widget(self) -> widgets.Widget:
         "Banner, controls, coverage map and equity table in one box."
-        return widgets.VBox([self.banner, widgets.HBox(list(self.controls.values())), self.status, self.figure, self.table])
+        return widgets.VBox(
+            [self.banner, widgets.HBox(list(self.controls.values())), self.status, self.figure, self.table]
+        )
 
-    def _ipython_display_(self): display(self.widget)
+    def _ipython_display_(self):
+        display(self.widget)
 
     @classmethod
     def from_project(cls, root: str | Path | None = None, **kwargs) -> "AllocationExplorer":
         "The explorer on `allocate_resources`' units (SYNTHETIC), with the stage's supply."
         import json
+
         p = project_path("processed", "allocation", root=root)
-        files = require_outputs(p/"allocation_needs.csv", p/"district_needs.csv", project_path("interim", "district_polygons.parquet", root=root))
+        files = require_outputs(
+            [
+                p / "allocation_needs.csv",
+                p / "district_needs.csv",
+                project_path("interim", "district_polygons.parquet", root=root),
+            ],
+            "The allocation explorer",
+        )
         names = pd.read_csv(files[1], dtype={"ubigeo": str})[["ubigeo", "district", "department"]]
-        if (p/"district_units.csv").exists():   # the stage's own unit of each district (pools, hubs or schools)
-            names = names.merge(pd.read_csv(p/"district_units.csv", dtype=str), on="ubigeo", how="left")
+        if (p / "district_units.csv").exists():  # the stage's own unit of each district (pools, hubs or schools)
+            names = names.merge(pd.read_csv(p / "district_units.csv", dtype=str), on="ubigeo", how="left")
         metrics = project_path("metrics", "allocate_resources.json", root=root)
         supply = json.loads(metrics.read_text())["supply"] if metrics.exists() else None
         return cls(read_needs(files[0]), names, gpd_read(files[2]), **(dict(supply=supply) | kwargs))
 
+
 def read_needs_frame(units: pd.DataFrame) -> pd.DataFrame:
     "The allocation units, checked by `urbanlab.allocate` (unit ids as text)."
     from urbanlab.allocate import check_needs
+
     return check_needs(units, "allocation units")
 
 # %% ../../nbs/53_reports.explorers.ipynb #c029
-def fan_traces(name: str, history: pd.DataFrame, forecast: pd.DataFrame, un: pd.DataFrame | None = None,
-               color: str = "#1f77b4") -> list:
+def fan_traces(
+    name: str, history: pd.DataFrame, forecast: pd.DataFrame, un: pd.DataFrame | None = None, color: str = "#1f77b4"
+) -> list:
     "Fan chart traces of one unit, in millions: 80% band (`q10`..`q90`), history, median `q50`, UN projection."
-    f, rgb = forecast.sort_values("year"), tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))
-    out = [go.Scatter(x=[*f.year, *f.year[::-1]], y=[*(f.q90/1e6), *(f.q10[::-1]/1e6)], fill="toself", mode="lines", line=dict(width=0),
-                      fillcolor=f"rgba{(*rgb, 0.2)}", name=f"{name}: 80% interval", hoverinfo="skip"),
-           go.Scatter(x=history.year, y=history.population/1e6, mode="lines+markers", name=f"{name}: history",
-                      line=dict(color=color, width=1), marker=dict(size=4)),
-           go.Scatter(x=f.year, y=f.q50/1e6, mode="lines+markers", name=f"{name}: urbanlab median", line=dict(color=color))]
+    f, rgb = forecast.sort_values("year"), tuple(int(color[i : i + 2], 16) for i in (1, 3, 5))
+    out = [
+        go.Scatter(
+            x=[*f.year, *f.year[::-1]],
+            y=[*(f.q90 / 1e6), *(f.q10[::-1] / 1e6)],
+            fill="toself",
+            mode="lines",
+            line=dict(width=0),
+            fillcolor=f"rgba{(*rgb, 0.2)}",
+            name=f"{name}: 80% interval",
+            hoverinfo="skip",
+        ),
+        go.Scatter(
+            x=history.year,
+            y=history.population / 1e6,
+            mode="lines+markers",
+            name=f"{name}: history",
+            line=dict(color=color, width=1),
+            marker=dict(size=4),
+        ),
+        go.Scatter(
+            x=f.year, y=f.q50 / 1e6, mode="lines+markers", name=f"{name}: urbanlab median", line=dict(color=color)
+        ),
+    ]
     if un is not None and len(un):
-        out.append(go.Scatter(x=un.year, y=un.population/1e6, mode="lines", name=f"{name}: UN projection", line=dict(dash="dash", color="gray")))
+        out.append(
+            go.Scatter(
+                x=un.year,
+                y=un.population / 1e6,
+                mode="lines",
+                name=f"{name}: UN projection",
+                line=dict(dash="dash", color="gray"),
+            )
+        )
     return out
 
 # %% ../../nbs/53_reports.explorers.ipynb #c031
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 PATH_YEARS = [2017, 2020, 2025, 2030, 2035, 2040, 2045, 2050]
 
+
 class GrowthExplorer:
     "Growth explorer: `controls` kind (cities/districts), country or department, units -> `figure` (fan chart) and `table`."
-    def __init__(self, series: pd.DataFrame,     # city history: `unit_id`, `year`, `population`
-                 names: pd.DataFrame,            # by `unit_id`: `city`, `country`
-                 forecasts: pd.DataFrame,        # `unit_id`, `year`, `q10`, `q50`, `q90`
-                 un: pd.DataFrame | None = None, # UN projection: `unit_id`, `year`, `population`
-                 districts: pd.DataFrame | None = None, # `district_projection.parquet` (to project districts' paths)
-                 national: float | None = None,  # national growth rate for the district paths
-                 country: str = "Peru", cities: list | None = None):
+
+    def __init__(
+        self,
+        series: pd.DataFrame,  # city history: `unit_id`, `year`, `population`
+        names: pd.DataFrame,  # by `unit_id`: `city`, `country`
+        forecasts: pd.DataFrame,  # `unit_id`, `year`, `q10`, `q50`, `q90`
+        un: pd.DataFrame | None = None,  # UN projection: `unit_id`, `year`, `population`
+        districts: pd.DataFrame | None = None,  # `district_projection.parquet` (to project districts' paths)
+        national: float | None = None,  # national growth rate for the district paths
+        country: str = "Peru",
+        cities: list | None = None,
+    ):
         self.series, self.forecasts, self.un = series, forecasts, un
         self.names = names.assign(label=names.city + ", " + names.country)
         self.districts, self.national, self._paths = districts, national, None
         kinds = ["cities"] + (["districts"] if districts is not None and national is not None else [])
         groups = sorted(self.names.country.unique())
-        c = self.controls = dict(kind=widgets.ToggleButtons(options=kinds, value="cities", description="Show"),
-                                 group=widgets.Dropdown(options=groups, value=country if country in groups else groups[0], description="Where"),
-                                 units=widgets.SelectMultiple(options=[], rows=8, description="Pick"))
+        c = self.controls = dict(
+            kind=widgets.ToggleButtons(options=kinds, value="cities", description="Show"),
+            group=widgets.Dropdown(
+                options=groups, value=country if country in groups else groups[0], description="Where"
+            ),
+            units=widgets.SelectMultiple(options=[], rows=8, description="Pick"),
+        )
         self.figure, self.table, self._quiet = None, widgets.HTML(), False
-        c["kind"].observe(self._kind_changed, "value"); c["group"].observe(lambda ch: None if self._quiet else self._fill_units(), "value")
+        c["kind"].observe(self._kind_changed, "value")
+        c["group"].observe(lambda ch: None if self._quiet else self._fill_units(), "value")
         c["units"].observe(self.update, "value")
         self._fill_units(cities)
 
     def _kind_changed(self, change):
         g, self._quiet = self.controls["group"], True
         try:
-            opts = sorted(self.districts.department.unique()) if change.new == "districts" else sorted(self.names.country.unique())
-            g.options = opts; g.value = ("LIMA" if "LIMA" in opts else opts[0]) if change.new == "districts" else ("Peru" if "Peru" in opts else opts[0])
-        finally: self._quiet = False
+            opts = (
+                sorted(self.districts.department.unique())
+                if change.new == "districts"
+                else sorted(self.names.country.unique())
+            )
+            g.options = opts
+            g.value = (
+                ("LIMA" if "LIMA" in opts else opts[0])
+                if change.new == "districts"
+                else ("Peru" if "Peru" in opts else opts[0])
+            )
+        finally:
+            self._quiet = False
         self._fill_units()
 
     def _options(self) -> list:
@@ -324,7 +522,11 @@ class GrowthExplorer:
             d = self.districts[self.districts.department == g].sort_values("population", ascending=False)
             return list(zip(d.district.str.title(), d.ubigeo))
         last = self.series.sort_values("year").groupby("unit_id").population.last()
-        n = self.names[self.names.country == g].assign(size=lambda d: d.index.map(last)).sort_values("size", ascending=False)
+        n = (
+            self.names[self.names.country == g]
+            .assign(size=lambda d: d.index.map(last))
+            .sort_values("size", ascending=False)
+        )
         return list(zip(n.city, n.index))
 
     def _fill_units(self, chosen: list | None = None):
@@ -332,39 +534,63 @@ class GrowthExplorer:
         ids = [i for _, i in opts]
         pick = [i for i in (chosen or []) if i in ids] or ids[:2]
         self._quiet = True
-        try: u.options = opts; u.value = tuple(pick)
-        finally: self._quiet = False
+        try:
+            u.options = opts
+            u.value = tuple(pick)
+        finally:
+            self._quiet = False
         self.update()
 
     def district_paths(self) -> pd.DataFrame:
         "Every district's projected population in `PATH_YEARS` (long: `ubigeo`, `year`, `population`), computed once."
         if self._paths is None:
-            frames = [project_districts(self.districts, self.national, y)[["ubigeo", f"population_{y}"]].rename(
-                      columns={f"population_{y}": "population"}).assign(year=y) for y in PATH_YEARS[1:]]
+            frames = [
+                project_districts(self.districts, self.national, y)[["ubigeo", f"population_{y}"]]
+                .rename(columns={f"population_{y}": "population"})
+                .assign(year=y)
+                for y in PATH_YEARS[1:]
+            ]
             base = self.districts[["ubigeo", "population"]].assign(year=2017)
             self._paths = pd.concat([base, *frames], ignore_index=True)
         return self._paths
 
     def update(self, change=None):
         "Redraw the chart and the table for the chosen units."
-        if self._quiet: return
+        if self._quiet:
+            return
         ids, label = list(self.controls["units"].value), dict((i, l) for l, i in self.controls["units"].options)
         fig, rows = go.Figure(), []
         if self.controls["kind"].value == "cities":
             for k, uid in enumerate(ids):
                 f = self.forecasts[self.forecasts.unit_id == uid]
                 un = None if self.un is None else self.un[self.un.unit_id == uid]
-                fig.add_traces(fan_traces(label[uid], self.series[self.series.unit_id == uid], f, un, PALETTE[k % len(PALETTE)]))
-                rows += [dict(unit=label[uid], year=int(r.year), low=r.q10, median=r.q50, high=r.q90) for r in f.itertuples()]
+                fig.add_traces(
+                    fan_traces(label[uid], self.series[self.series.unit_id == uid], f, un, PALETTE[k % len(PALETTE)])
+                )
+                rows += [
+                    dict(unit=label[uid], year=int(r.year), low=r.q10, median=r.q50, high=r.q90) for r in f.itertuples()
+                ]
             title = "Population (millions): history, urbanlab's median and 80% interval, UN projection"
         else:
             p = self.district_paths()
             for k, uid in enumerate(ids):
                 d = p[p.ubigeo == uid]
-                fig.add_scatter(x=d.year, y=d.population/1e6, mode="lines+markers", name=label[uid], line=dict(color=PALETTE[k % len(PALETTE)]))
-                rows += [dict(unit=label[uid], year=int(r.year), median=r.population) for r in d.itertuples() if r.year in (2017, 2030, 2050)]
+                fig.add_scatter(
+                    x=d.year,
+                    y=d.population / 1e6,
+                    mode="lines+markers",
+                    name=label[uid],
+                    line=dict(color=PALETTE[k % len(PALETTE)]),
+                )
+                rows += [
+                    dict(unit=label[uid], year=int(r.year), median=r.population)
+                    for r in d.itertuples()
+                    if r.year in (2017, 2030, 2050)
+                ]
             title = "Population (millions): 2017 census and projected path (urbanlab.models.projection)"
-        fig.update_layout(title=title, height=480, yaxis_type="log" if len(ids) > 1 else "linear", legend=dict(font=dict(size=10)))
+        fig.update_layout(
+            title=title, height=480, yaxis_type="log" if len(ids) > 1 else "linear", legend=dict(font=dict(size=10))
+        )
         self.figure = show_figure(self.figure, fig, reset_axes=True)
         self.rows = pd.DataFrame(rows)
         self.table.value = TABLE_CSS + frame_html(self.rows, {"low": "{:,.0f}", "median": "{:,.0f}", "high": "{:,.0f}"})
@@ -372,18 +598,37 @@ class GrowthExplorer:
     @property
     def widget(self) -> widgets.Widget:
         "Controls, fan chart and table in one box."
-        return widgets.VBox([self.controls["kind"], widgets.HBox([self.controls["group"], self.controls["units"]]), self.figure, self.table])
+        return widgets.VBox(
+            [
+                self.controls["kind"],
+                widgets.HBox([self.controls["group"], self.controls["units"]]),
+                self.figure,
+                self.table,
+            ]
+        )
 
-    def _ipython_display_(self): display(self.widget)
+    def _ipython_display_(self):
+        display(self.widget)
 
     @classmethod
     def from_project(cls, root: str | Path | None = None, **kwargs) -> "GrowthExplorer":
         "The explorer on `evaluate_growth`'s forecasts and district projection."
         from urbanlab.models.series import read_series, wup_series
+
         i, p = project_path("interim", root=root), project_path("processed", "growth", root=root)
-        files = require_outputs(i/"wup_cities.parquet", p/"city_forecasts.parquet", p/"district_projection.parquet")
-        cities = pd.read_parquet(files[0]); series, names = wup_series(cities)
-        un = cities[cities.is_projection].assign(unit_id=lambda d: d.city_code.astype(str))[["unit_id", "year", "population"]]
+        files = require_outputs(
+            [
+                i / "wup_cities.parquet",
+                p / "city_forecasts.parquet",
+                p / "district_projection.parquet",
+            ],
+            "The growth explorer",
+        )
+        cities = pd.read_parquet(files[0])
+        series, names = wup_series(cities)
+        un = cities[cities.is_projection].assign(unit_id=lambda d: d.city_code.astype(str))[
+            ["unit_id", "year", "population"]
+        ]
         national = national_rate(read_series(project_path("raw", "peru", "census_totals_1940_2017.csv", root=root)))
         forecasts = pd.read_parquet(files[1]).astype({"unit_id": str})
         names = names[names.index.isin(set(forecasts.unit_id))]
@@ -392,8 +637,11 @@ class GrowthExplorer:
 # %% ../../nbs/53_reports.explorers.ipynb #c035
 def open_explorer(cls, root: str | Path | None = None, **kwargs):
     "`cls.from_project(root, **kwargs)`, or an HTML widget with the reason when the pipeline's outputs are missing."
-    try: return cls.from_project(root, **kwargs)
-    except UrbanlabError as e: return widgets.HTML(f"<div style='color:#b00;padding:8px;border:1px solid #b00'>{e}</div>")
+    try:
+        return cls.from_project(root, **kwargs)
+    except UrbanlabError as e:
+        return widgets.HTML(f"<div style='color:#b00;padding:8px;border:1px solid #b00'>{e}</div>")
+
 
 def app_tabs(root: str | Path | None = None) -> widgets.Tab:
     "The app: hub siting and allocation (SYNTHETIC) explorers in tabs; each tab's explorer is in `tabs.explorers`."

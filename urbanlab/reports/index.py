@@ -19,82 +19,144 @@ def notebook_metadata(ipynb: str | Path) -> dict:
     "The notebook-level metadata of `ipynb` (plain JSON: a report of many MB is not validated cell by cell)."
     return json.loads(Path(ipynb).read_text(encoding="utf-8")).get("metadata", {})
 
+
 def report_info(ipynb: str | Path, hidden: set | frozenset = frozenset()) -> dict:
     "Name, parameters (less `hidden`), start time, duration and status of an executed stage notebook."
     ipynb = Path(ipynb)
     meta = notebook_metadata(ipynb)
     pm, prov = meta.get("papermill", {}), meta.get("urbanlab", {}).get("provenance")
     params = prov["parameters"] if prov else {k: v for k, v in (pm.get("parameters") or {}).items() if k not in hidden}
-    return dict(stage=ipynb.stem, html=ipynb.with_suffix(".html").name, parameters=params,
-                start=(pm.get("start_time") or "")[:19].replace("T", " "), seconds=pm.get("duration"),
-                status="failed" if pm.get("exception") else "ok")
+    return dict(
+        stage=ipynb.stem,
+        html=ipynb.with_suffix(".html").name,
+        parameters=params,
+        start=(pm.get("start_time") or "")[:19].replace("T", " "),
+        seconds=pm.get("duration"),
+        status="failed" if pm.get("exception") else "ok",
+    )
 
 # %% ../../nbs/50_reports.index.ipynb #c008
 def git_commit(root: str | Path = ".") -> str:
     "The commit of the repository at `root` (`+dirty` with uncommitted changes), `$URBANLAB_COMMIT` (a step's image), or 'unknown'."
-    if os.environ.get("URBANLAB_COMMIT"): return os.environ["URBANLAB_COMMIT"]
-    def git(*a): return subprocess.run(["git", *a], cwd=root, capture_output=True, text=True)
-    try: head = git("rev-parse", "--short=12", "HEAD")
-    except FileNotFoundError: return "unknown"      # no git installed (a slim image)
-    if head.returncode: return "unknown"
+    if os.environ.get("URBANLAB_COMMIT"):
+        return os.environ["URBANLAB_COMMIT"]
+
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=root, capture_output=True, text=True)
+
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+    except FileNotFoundError:
+        return "unknown"  # no git installed (a slim image)
+    if head.returncode:
+        return "unknown"
     dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
 # %% ../../nbs/50_reports.index.ipynb #c011
-_CSS = ("body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222}"
-        "table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;vertical-align:top}"
-        "code{background:#f4f4f4;padding:0 .2rem}.failed{color:#b00}")
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222}"
+    "table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;vertical-align:top}"
+    "code{background:#f4f4f4;padding:0 .2rem}.failed{color:#b00}"
+)
 
-def _seconds(s) -> str: return "" if s is None else f"{s:.1f} s"
+
+def _seconds(s) -> str:
+    return "" if s is None else f"{s:.1f} s"
+
 
 def _params_html(params: dict) -> str:
-    return "<br>".join(f"<code>{html.escape(k)} = {html.escape(repr(v))}</code>" for k, v in params.items()) or "defaults"
+    return (
+        "<br>".join(f"<code>{html.escape(k)} = {html.escape(repr(v))}</code>" for k, v in params.items()) or "defaults"
+    )
+
 
 def _section(name: str, infos: list[dict]) -> str:
-    rows = "".join(f"<tr><td><a href='{html.escape(name)}/{html.escape(i['html'])}'>{html.escape(i['stage'])}</a></td>"
-                   f"<td class='{i['status']}'>{i['status']}</td><td>{_params_html(i['parameters'])}</td>"
-                   f"<td>{i['start']}</td><td>{_seconds(i['seconds'])}</td></tr>" for i in infos)
-    return (f"<h2>Report <code>{html.escape(name)}</code> ({len(infos)})</h2>"
-            f"<table><tr><th>report</th><th>status</th><th>parameters</th><th>started</th><th>took</th></tr>{rows}</table>")
+    rows = "".join(
+        f"<tr><td><a href='{html.escape(name)}/{html.escape(i['html'])}'>{html.escape(i['stage'])}</a></td>"
+        f"<td class='{i['status']}'>{i['status']}</td><td>{_params_html(i['parameters'])}</td>"
+        f"<td>{i['start']}</td><td>{_seconds(i['seconds'])}</td></tr>"
+        for i in infos
+    )
+    return (
+        f"<h2>Report <code>{html.escape(name)}</code> ({len(infos)})</h2>"
+        f"<table><tr><th>report</th><th>status</th><th>parameters</th><th>started</th><th>took</th></tr>{rows}</table>"
+    )
+
 
 def render_index(infos: list[dict], commit: str, title: str = "urbanlab reports", rendered: dict | None = None) -> str:
     "The HTML of the index page listing the stage reports `infos`, then a section per report name of `rendered` (name -> infos)."
     rows = "".join(
         f"<tr><td><a href='stages/{html.escape(i['html'])}'>{html.escape(i['stage'])}</a></td>"
         f"<td class='{i['status']}'>{i['status']}</td><td>{_params_html(i['parameters'])}</td>"
-        f"<td>{i['start']}</td><td>{_seconds(i['seconds'])}</td></tr>" for i in infos)
+        f"<td>{i['start']}</td><td>{_seconds(i['seconds'])}</td></tr>"
+        for i in infos
+    )
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head>"
-            f"<body><h1>{html.escape(title)}</h1><p>Commit <code>{html.escape(commit)}</code> &middot; made {made}</p>"
-            f"<table><tr><th>stage</th><th>status</th><th>parameters</th><th>started</th><th>took</th></tr>{rows}</table>"
-            + "".join(_section(n, i) for n, i in (rendered or {}).items()) + "</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1><p>Commit <code>{html.escape(commit)}</code> &middot; made {made}</p>"
+        f"<table><tr><th>stage</th><th>status</th><th>parameters</th><th>started</th><th>took</th></tr>{rows}</table>"
+        + "".join(_section(n, i) for n, i in (rendered or {}).items())
+        + "</body></html>"
+    )
 
 # %% ../../nbs/50_reports.index.ipynb #c014
 def running_info(stage: str, parameters: dict) -> dict:
     "A row of the index for the stage that is running now."
-    return dict(stage=stage, html=f"{stage}.html", parameters=parameters, seconds=None, status="ok",
-                start=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"))
+    return dict(
+        stage=stage,
+        html=f"{stage}.html",
+        parameters=parameters,
+        seconds=None,
+        status="ok",
+        start=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+    )
 
-def write_index(reports: list[str | Path], out_path: str | Path, commit: str, hidden: dict | None = None,
-                title: str = "urbanlab reports", running: dict | None = None, rendered: dict | None = None) -> Path:
+
+def write_index(
+    reports: list[str | Path],
+    out_path: str | Path,
+    commit: str,
+    hidden: dict | None = None,
+    title: str = "urbanlab reports",
+    running: dict | None = None,
+    rendered: dict | None = None,
+) -> Path:
     "Write the index page for the executed stage notebooks `reports` (plus the `running` stage); `hidden` maps stage -> parameters not to show."
     infos = [report_info(p, set((hidden or {}).get(Path(p).stem, ()))) for p in reports if Path(p).exists()]
     return write_text_atomic(out_path, render_index(infos + ([running] if running else []), commit, title, rendered))
 
 # %% ../../nbs/50_reports.index.ipynb #dfac1a0a
-SKIP_DIRS = ("stages", "failed")   # folders of reports/ that hold no rendered report
+SKIP_DIRS = ("stages", "failed")  # folders of reports/ that hold no rendered report
+
 
 def rendered_reports(reports_dir: str | Path) -> dict[str, list[dict]]:
     "Rendered reports by name: every `reports_dir/<name>/*.ipynb` (but stages/ and failed/), with its parameters."
-    dirs = sorted(d for d in Path(reports_dir).glob("*") if d.is_dir() and d.name not in SKIP_DIRS and not d.name.startswith("."))
+    dirs = sorted(
+        d for d in Path(reports_dir).glob("*") if d.is_dir() and d.name not in SKIP_DIRS and not d.name.startswith(".")
+    )
     found = {d.name: [report_info(p) for p in sorted(d.glob("*.ipynb"))] for d in dirs}
     return {n: i for n, i in found.items() if i}
+
 
 def _started(p: Path) -> str:
     return notebook_metadata(p).get("papermill", {}).get("start_time") or ""
 
-def write_reports_index(out_path: str | Path, reports_dir: str | Path, stage_reports: list | None = None, hidden: dict | None = None,
-                        running: dict | None = None, title: str = "urbanlab reports", root: str | Path = ".") -> Path:
+
+def write_reports_index(
+    out_path: str | Path,
+    reports_dir: str | Path,
+    stage_reports: list | None = None,
+    hidden: dict | None = None,
+    running: dict | None = None,
+    title: str = "urbanlab reports",
+    root: str | Path = ".",
+) -> Path:
     "Write `reports/index.html`: the stage reports (default: `reports_dir/stages/*.ipynb` in the order they ran), then every rendered report."
-    stage_reports = stage_reports if stage_reports is not None else sorted(Path(reports_dir, "stages").glob("*.ipynb"), key=_started)
+    stage_reports = (
+        stage_reports
+        if stage_reports is not None
+        else sorted(Path(reports_dir, "stages").glob("*.ipynb"), key=_started)
+    )
     return write_index(stage_reports, out_path, git_commit(root), hidden, title, running, rendered_reports(reports_dir))

@@ -19,14 +19,25 @@ __all__ = ['OFFLINE_RENDERER', 'WIDGET_VIEW', 'WIDGET_STATE', 'OFFLINE_TEMPLATE'
 # %% ../../nbs/51_reports.offline.ipynb #c005
 class OfflineHtmlRenderer(MimetypeRenderer):
     "Figures as HTML; plotly.js embedded once, in the first figure shown; no MathJax, no CDN."
-    def __init__(self): self.state = {"plotlyjs_sent": False}   # a dict: plotly shows each figure with a shallow copy of the renderer
+
+    def __init__(self):
+        self.state = {"plotlyjs_sent": False}  # a dict: plotly shows each figure with a shallow copy of the renderer
+
     def to_mimebundle(self, fig_dict):
-        html = pio.to_html(fig_dict, include_plotlyjs=not self.state["plotlyjs_sent"], include_mathjax=False,
-                           full_html=False, default_width="100%", default_height=525)
+        html = pio.to_html(
+            fig_dict,
+            include_plotlyjs=not self.state["plotlyjs_sent"],
+            include_mathjax=False,
+            full_html=False,
+            default_width="100%",
+            default_height=525,
+        )
         self.state["plotlyjs_sent"] = True
         return {"text/html": html}
 
+
 OFFLINE_RENDERER = "plotly_mimetype+urbanlab_offline"
+
 
 def use_offline_plotly() -> str:
     "Show plotly figures in JupyterLab and in offline HTML reports; returns the renderer used."
@@ -41,14 +52,24 @@ def _rings(geoms) -> tuple[list, list]:
     for g in geoms:
         for poly in getattr(g, "geoms", [g]):
             x, y = poly.exterior.xy
-            xs += [*x, None]; ys += [*y, None]
+            xs += [*x, None]
+            ys += [*y, None]
     return xs, ys
 
-def offline_choropleth(gdf, column: str, title: str = "", hover: str | None = None, k: int = 7,
-                       colorscale: str = "Viridis", tolerance: float = 0.01):
+
+def offline_choropleth(
+    gdf,
+    column: str,
+    title: str = "",
+    hover: str | None = None,
+    k: int = 7,
+    colorscale: str = "Viridis",
+    tolerance: float = 0.01,
+):
     "A plotly choropleth of `gdf[column]` on plain axes (no base layer, draws offline); `k` quantile colour classes."
     import numpy as np, pandas as pd, plotly.graph_objects as go
     from plotly.colors import sample_colorscale
+
     gdf = gdf[gdf.geometry.notna() & gdf[column].notna()]
     geoms = gdf.geometry.simplify(tolerance)
     classes = pd.qcut(gdf[column].rank(method="first"), min(k, len(gdf)), labels=False)
@@ -56,14 +77,29 @@ def offline_choropleth(gdf, column: str, title: str = "", hover: str | None = No
     fig = go.Figure()
     for c, color in enumerate(colors):
         xs, ys = _rings(geoms[classes == c])
-        fig.add_scatter(x=xs, y=ys, fill="toself", fillcolor=color, mode="lines", line=dict(width=0.3, color="white"),
-                        hoverinfo="skip", showlegend=False)
+        fig.add_scatter(
+            x=xs,
+            y=ys,
+            fill="toself",
+            fillcolor=color,
+            mode="lines",
+            line=dict(width=0.3, color="white"),
+            hoverinfo="skip",
+            showlegend=False,
+        )
     pts = gdf.geometry.representative_point()
-    fig.add_scatter(x=pts.x, y=pts.y, mode="markers", showlegend=False,
-                    text=gdf[hover] if hover else None, customdata=gdf[column],
-                    hovertemplate="%{text}<br>" + column + " = %{customdata:,.3~g}<extra></extra>",
-                    marker=dict(size=4, opacity=0, color=gdf[column], colorscale=colorscale, showscale=True,
-                                colorbar=dict(title=column)))
+    fig.add_scatter(
+        x=pts.x,
+        y=pts.y,
+        mode="markers",
+        showlegend=False,
+        text=gdf[hover] if hover else None,
+        customdata=gdf[column],
+        hovertemplate="%{text}<br>" + column + " = %{customdata:,.3~g}<extra></extra>",
+        marker=dict(
+            size=4, opacity=0, color=gdf[column], colorscale=colorscale, showscale=True, colorbar=dict(title=column)
+        ),
+    )
     mid = float(np.deg2rad(pts.y.mean()))
     fig.update_xaxes(visible=False).update_yaxes(visible=False, scaleanchor="x", scaleratio=1 / np.cos(mid))
     return fig.update_layout(title=title, plot_bgcolor="white", margin=dict(l=0, r=0, t=40, b=0))
@@ -71,22 +107,27 @@ def offline_choropleth(gdf, column: str, title: str = "", hover: str | None = No
 # %% ../../nbs/51_reports.offline.ipynb #726e5f37
 WIDGET_VIEW, WIDGET_STATE = "application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"
 
+
 def _widget_text(models: dict, model_id: str) -> str:
     "What the saved widget `model_id` shows, as text: description and value (a progress bar drawn), then its children's."
-    m = models.get(model_id, {}); s = m.get("state", {})
+    m = models.get(model_id, {})
+    s = m.get("state", {})
     if m.get("model_name", "").endswith("ProgressModel"):
         n = round(10 * (s.get("value", 0) - s.get("min", 0)) / ((s.get("max", 1) - s.get("min", 0)) or 1))
         value = "|" + "█" * n + " " * (10 - n) + "|"
-    else: value = unescape(re.sub(r"<[^>]*>", "", str(s.get("value", ""))))
+    else:
+        value = unescape(re.sub(r"<[^>]*>", "", str(s.get("value", ""))))
     kids = "".join(_widget_text(models, str(c).removeprefix("IPY_MODEL_")) for c in s.get("children", []))
     return " ".join(t for t in (s.get("description", ""), value) if t) + kids
+
 
 def strip_widgets(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     "`nb` with each widget view replaced by its saved state as text and no widget state (nothing for a CDN to redraw)."
     models = nb.metadata.pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     for o in (o for c in nb.cells for o in c.get("outputs", [])):
         view = o.get("data", {}).pop(WIDGET_VIEW, None)
-        if view and view.get("model_id") in models: o.data["text/plain"] = _widget_text(models, view["model_id"])
+        if view and view.get("model_id") in models:
+            o.data["text/plain"] = _widget_text(models, view["model_id"])
     return nb
 
 # %% ../../nbs/51_reports.offline.ipynb #c012
@@ -95,12 +136,19 @@ OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}"""
 
+
 def render_html(ipynb: str | Path, html: str | Path, show_code: bool = False) -> Path:
     "Render the notebook `ipynb` to a self-contained HTML file `html`; code cells' source only with `show_code`."
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
-    exporter = HTMLExporter(template_name="lab", template_file="urbanlab_offline.html.j2",
-                            extra_loaders=[DictLoader({"urbanlab_offline.html.j2": OFFLINE_TEMPLATE})],
-                            exclude_input=not show_code, exclude_input_prompt=not show_code, exclude_output_prompt=not show_code)
+
+    exporter = HTMLExporter(
+        template_name="lab",
+        template_file="urbanlab_offline.html.j2",
+        extra_loaders=[DictLoader({"urbanlab_offline.html.j2": OFFLINE_TEMPLATE})],
+        exclude_input=not show_code,
+        exclude_input_prompt=not show_code,
+        exclude_output_prompt=not show_code,
+    )
     body, _ = exporter.from_notebook_node(strip_widgets(nbformat.read(ipynb, as_version=4)))
     return write_text_atomic(html, body)

@@ -10,15 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 import nbformat, yaml
-from ..core import UrbanlabError, project_root, replace_dir, suggest
-from ..core import require_outputs as core_require_outputs
-from ..pipeline.params import Param, check_params, notebook_params
+from ..core import UrbanlabError, project_root, replace_dir, require_outputs, suggest
+from ..params import Param, check_params, notebook_params
 from .index import git_commit, write_reports_index
 from .offline import render_html
 
 # %% auto #0
 __all__ = ['REPORTS_NBS', 'EACH', 'PLOTLY_MIME', 'DEFAULT_WORKERS', 'list_reports', 'report_notebook', 'is_input',
-           'default_values', 'resolve_inputs', 'require_outputs', 'list_departments', 'check_department',
+           'default_values', 'resolve_inputs', 'required_inputs', 'list_departments', 'check_department',
            'report_values', 'slugify', 'params_slug', 'file_md5', 'dvc_md5', 'locked_md5s', 'data_versions',
            'provenance', 'provenance_markdown', 'add_provenance', 'find_chromium', 'save_pngs', 'save_png',
            'notebook_figures', 'export_figures', 'ReportFailed', 'report_file', 'render_report', 'each_params',
@@ -27,47 +26,61 @@ __all__ = ['REPORTS_NBS', 'EACH', 'PLOTLY_MIME', 'DEFAULT_WORKERS', 'list_report
 # %% ../../nbs/52_reports.render.ipynb #c005
 REPORTS_NBS = "nbs/reports"
 
+
 def list_reports(root: str | Path | None = None) -> dict[str, Path]:
     "Report notebooks of the project, by name."
     return {p.stem: p for p in sorted(Path(root or project_root(), REPORTS_NBS).glob("*.ipynb"))}
 
+
 def report_notebook(name: str, root: str | Path | None = None) -> Path:
     "The notebook of report `name`; an error naming the known reports otherwise."
     known = list_reports(root)
-    if name not in known: raise UrbanlabError(f"Unknown report {name!r}.{suggest(name, known)} Reports are: {', '.join(known) or 'none'} (in {REPORTS_NBS}/).")
+    if name not in known:
+        raise UrbanlabError(
+            f"Unknown report {name!r}.{suggest(name, known)} Reports are: {', '.join(known) or 'none'} (in {REPORTS_NBS}/)."
+        )
     return known[name]
 
 # %% ../../nbs/52_reports.render.ipynb #c008
-def is_input(p: Param) -> bool: return p.name.endswith(("_dir", "_path"))
+def is_input(p: Param) -> bool:
+    return p.name.endswith(("_dir", "_path"))
+
 
 def default_values(declared: dict[str, Param]) -> dict:
     "The declared defaults, as values."
     return {n: ast.literal_eval(p.default) for n, p in declared.items()}
 
+
 def resolve_inputs(values: dict, declared: dict[str, Param], root: Path) -> dict[str, Path]:
     "Input parameter -> absolute path (relative values are read from `root`); empty values are not inputs."
-    return {n: root/values[n] for n, p in declared.items() if is_input(p) and values[n]}
+    return {n: root / values[n] for n, p in declared.items() if is_input(p) and values[n]}
 
-def require_outputs(inputs: dict[str, Path], declared: dict[str, Param] | None = None, what: str = "This report") -> None:
-    "Raise, telling the user to run the pipeline, unless every input that is not `(optional)` exists."
-    optional = {n for n, p in (declared or {}).items() if "(optional)" in p.help}
-    core_require_outputs([p for n, p in inputs.items() if n not in optional], what)
+
+def required_inputs(inputs: dict[str, Path], declared: dict[str, Param]) -> list[Path]:
+    "The paths of `inputs` a report cannot do without: all but those whose help says `(optional)`."
+    return [p for n, p in inputs.items() if "(optional)" not in declared[n].help]
 
 # %% ../../nbs/52_reports.render.ipynb #c011
 def list_departments(root: str | Path | None = None) -> list[str]:
     "The departments in `data/interim/districts.parquet`, sorted."
     import pandas as pd
-    path = Path(root or project_root())/"data"/"interim"/"districts.parquet"
-    require_outputs({"districts": path}, what="Listing the departments")
+
+    path = Path(root or project_root()) / "data" / "interim" / "districts.parquet"
+    require_outputs([path], what="Listing the departments")
     return sorted(pd.read_parquet(path, columns=["department"]).department.dropna().unique())
+
 
 def check_department(value: str, known: list[str]) -> str:
     "`value` as spelt in `known` (case-insensitive), or an error suggesting the closest."
     hit = [k for k in known if k.upper() == str(value).strip().upper()]
-    if not hit: raise UrbanlabError(f"Unknown department {value!r}.{suggest(str(value).upper(), known)} Departments: {', '.join(known)}.")
+    if not hit:
+        raise UrbanlabError(
+            f"Unknown department {value!r}.{suggest(str(value).upper(), known)} Departments: {', '.join(known)}."
+        )
     return hit[0]
 
-EACH = {"department": list_departments}   # parameters `--each` can expand, and where their values come from
+
+EACH = {"department": list_departments}  # parameters `--each` can expand, and where their values come from
 
 # %% ../../nbs/52_reports.render.ipynb #c013
 def report_values(nb: Path, overrides: dict, root: Path) -> tuple[dict, dict[str, Path], dict[str, Param]]:
@@ -76,8 +89,9 @@ def report_values(nb: Path, overrides: dict, root: Path) -> tuple[dict, dict[str
     check_params(overrides, declared, f"parameters of report {nb.stem!r}")
     values = default_values(declared) | overrides
     inputs = resolve_inputs(values, declared, root)
-    require_outputs(inputs, declared, f"Report {nb.stem!r}")
-    if "department" in values: values["department"] = check_department(values["department"], list_departments(root))
+    require_outputs(required_inputs(inputs, declared), f"Report {nb.stem!r}")
+    if "department" in values:
+        values["department"] = check_department(values["department"], list_departments(root))
     return values, inputs, declared
 
 # %% ../../nbs/52_reports.render.ipynb #c015
@@ -85,59 +99,87 @@ def slugify(text: str) -> str:
     "Lowercase letters, digits and single dashes."
     return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
 
+
 def params_slug(params: dict, limit: int = 80) -> str:
     "A file-name-safe slug of `params` (in the order given), `defaults` for none."
     slug = "_".join(f"{slugify(k)}-{slugify(v)}" for k, v in params.items()) or "defaults"
-    return slug if len(slug) <= limit else slug[:limit - 9] + "-" + hashlib.md5(slug.encode()).hexdigest()[:8]
+    return slug if len(slug) <= limit else slug[: limit - 9] + "-" + hashlib.md5(slug.encode()).hexdigest()[:8]
 
 # %% ../../nbs/52_reports.render.ipynb #c018
 def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
     "The md5 of a file's bytes (what DVC 3 records for a file)."
     h = hashlib.md5()
     with open(path, "rb") as f:
-        for b in iter(lambda: f.read(chunk), b""): h.update(b)
+        for b in iter(lambda: f.read(chunk), b""):
+            h.update(b)
     return h.hexdigest()
+
 
 def dvc_md5(path: str | Path) -> str:
     "The md5 DVC would record for `path`: a file's md5, or for a folder the md5 of its listing plus `.dir`."
     path = Path(path)
-    if path.is_file(): return file_md5(path)
-    entries = sorted(({"md5": file_md5(p), "relpath": p.relative_to(path).as_posix()} for p in path.rglob("*") if p.is_file()),
-                     key=lambda e: e["relpath"])
+    if path.is_file():
+        return file_md5(path)
+    entries = sorted(
+        ({"md5": file_md5(p), "relpath": p.relative_to(path).as_posix()} for p in path.rglob("*") if p.is_file()),
+        key=lambda e: e["relpath"],
+    )
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
 
 # %% ../../nbs/52_reports.render.ipynb #c020
 def locked_md5s(root: str | Path) -> dict[str, str]:
     "Path -> md5 of every dependency and output recorded in `root/dvc.lock` (empty without one)."
-    lock = Path(root)/"dvc.lock"
-    if not lock.is_file(): return {}
+    lock = Path(root) / "dvc.lock"
+    if not lock.is_file():
+        return {}
     stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
-    return {e["path"]: e["md5"] for s in stages.values() for kind in ("deps", "outs") for e in s.get(kind, []) if "md5" in e}
+    return {
+        e["path"]: e["md5"] for s in stages.values() for kind in ("deps", "outs") for e in s.get(kind, []) if "md5" in e
+    }
+
 
 def data_versions(inputs: dict[str, Path], root: str | Path) -> list[dict]:
     "For each input: its path (relative to `root` when inside), DVC md5, and whether `dvc.lock` records the same."
     root, locked = Path(root).resolve(), locked_md5s(root)
     rows = []
     for p in inputs.values():
-        p = Path(p).resolve(); rel = p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
+        p = Path(p).resolve()
+        rel = p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
         md5 = dvc_md5(p) if p.exists() else None
-        lock = ("absent" if md5 is None else "not recorded" if rel not in locked else "matches" if locked[rel] == md5 else f"differs (lock {locked[rel]})")
+        lock = (
+            "absent"
+            if md5 is None
+            else "not recorded"
+            if rel not in locked
+            else "matches"
+            if locked[rel] == md5
+            else f"differs (lock {locked[rel]})"
+        )
         rows.append(dict(path=rel, md5=md5, dvc_lock=lock))
     return rows
 
 # %% ../../nbs/52_reports.render.ipynb #c023
 def provenance(what: str, parameters: dict, inputs: dict[str, Path], root: str | Path) -> dict:
     "What a report states about itself: `what` it is, its `parameters`, its data versions and the code's commit."
-    return dict(report=what, parameters=parameters, data=data_versions(inputs, root), commit=git_commit(root),
-                made=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    return dict(
+        report=what,
+        parameters=parameters,
+        data=data_versions(inputs, root),
+        commit=git_commit(root),
+        made=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+
 
 def provenance_markdown(prov: dict) -> str:
     "The provenance block, as Markdown."
     params = " · ".join(f"`{k} = {v!r}`" for k, v in prov["parameters"].items()) or "none"
     rows = "\n".join(f"| `{r['path']}` | `{r['md5'] or '-'}` | {r['dvc_lock']} |" for r in prov["data"])
     data = f"\n\n| data | DVC md5 | in dvc.lock |\n|---|---|---|\n{rows}" if rows else "\n\nData: none declared."
-    return (f"**Provenance.** {prov['report']}, made {prov['made']} from commit `{prov['commit']}`.\n\n"
-            f"Parameters: {params}{data}")
+    return (
+        f"**Provenance.** {prov['report']}, made {prov['made']} from commit `{prov['commit']}`.\n\n"
+        f"Parameters: {params}{data}"
+    )
+
 
 def add_provenance(ipynb: str | Path, prov: dict) -> Path:
     "Insert the provenance block as the first cell of the notebook `ipynb` and record it in its metadata."
@@ -151,22 +193,37 @@ def add_provenance(ipynb: str | Path, prov: dict) -> Path:
 def find_chromium() -> str:
     "The Chromium kaleido will use, or an error saying how to get one."
     from choreographer.browsers.chromium import Chromium
-    path = Chromium.find_browser(skip_local=False)       # $BROWSER_PATH, a browser choreographer downloaded, then PATH
-    if not path: raise UrbanlabError("PNG export needs Chrome or Chromium: `apt-get install chromium` (or set BROWSER_PATH to one).")
+
+    path = Chromium.find_browser(skip_local=False)  # $BROWSER_PATH, a browser choreographer downloaded, then PATH
+    if not path:
+        raise UrbanlabError(
+            "PNG export needs Chrome or Chromium: `apt-get install chromium` (or set BROWSER_PATH to one)."
+        )
     return path
 
-def save_pngs(figs: list, paths: list[str | Path], width: int = 1280, height: int = 720, scale: float = 1) -> list[Path]:
+
+def save_pngs(
+    figs: list, paths: list[str | Path], width: int = 1280, height: int = 720, scale: float = 1
+) -> list[Path]:
     "Write plotly figures (or figure dicts) as PNG files, with one headless Chromium; a figure's own height wins."
-    import kaleido, plotly.io as pio
+    import kaleido
+
     find_chromium()
     jobs = []
     for fig, path in zip(figs, paths):
         d = fig if isinstance(fig, dict) else fig.to_dict()
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        jobs.append(dict(fig=d, path=str(path), opts=dict(format="png", width=width, scale=scale,
-                                                          height=d.get("layout", {}).get("height") or height)))
-    if jobs: kaleido.write_fig_from_object_sync(jobs, kopts={"mathjax": False})
+        jobs.append(
+            dict(
+                fig=d,
+                path=str(path),
+                opts=dict(format="png", width=width, scale=scale, height=d.get("layout", {}).get("height") or height),
+            )
+        )
+    if jobs:
+        kaleido.write_fig_from_object_sync(jobs, kopts={"mathjax": False})
     return [Path(p) for p in paths]
+
 
 def save_png(fig, path: str | Path, width: int = 1280, height: int = 720, scale: float = 1) -> Path:
     "Write one plotly figure as a PNG file at `path` (for slides)."
@@ -175,106 +232,162 @@ def save_png(fig, path: str | Path, width: int = 1280, height: int = 720, scale:
 # %% ../../nbs/52_reports.render.ipynb #c028
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
+
 def notebook_figures(ipynb: str | Path) -> list[dict]:
     "The plotly figures shown by an executed notebook, in order."
     nb = nbformat.read(ipynb, as_version=4)
-    return [o["data"][PLOTLY_MIME] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-            if PLOTLY_MIME in o.get("data", {})]
+    return [
+        o["data"][PLOTLY_MIME]
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if PLOTLY_MIME in o.get("data", {})
+    ]
+
 
 def export_figures(ipynb: str | Path, out_dir: str | Path) -> list[Path]:
     "Every plotly figure of `ipynb` as `out_dir/NN.png` (01, 02, ...)."
     figs = [{"data": f.get("data", []), "layout": f.get("layout", {})} for f in notebook_figures(ipynb)]
-    return save_pngs(figs, [Path(out_dir)/f"{i:02d}.png" for i in range(1, len(figs) + 1)])
+    return save_pngs(figs, [Path(out_dir) / f"{i:02d}.png" for i in range(1, len(figs) + 1)])
 
 # %% ../../nbs/52_reports.render.ipynb #c031
 class ReportFailed(UrbanlabError):
     "A report notebook raised; the message names the report, its parameters and the failing cell."
 
+
 def report_file(name: str, params: dict) -> str:
     "The file name (no suffix) of report `name` for the given `params`."
     return f"{name}-{params_slug(params)}"
 
+
 def _failure(name: str, params: dict, executed: Path, root: Path, err: Exception) -> ReportFailed:
     import papermill as pm
-    kept = root/"reports"/"failed"/executed.name
-    if executed.exists(): replace_dir(executed, kept)
-    if isinstance(err, pm.PapermillExecutionError): what = f"cell {err.cell_index}: {err.ename}: {err.evalue}"
-    else: what = f"{type(err).__name__}: {err}"
+
+    kept = root / "reports" / "failed" / executed.name
+    if executed.exists():
+        replace_dir(executed, kept)
+    if isinstance(err, pm.PapermillExecutionError):
+        what = f"cell {err.cell_index}: {err.ename}: {err.evalue}"
+    else:
+        what = f"{type(err).__name__}: {err}"
     shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "defaults"
     where = f"; the executed notebook is kept at {kept.relative_to(root)}" if kept.exists() else ""
     return ReportFailed(f"Report {name!r} ({shown}) failed in {what}{where}. Any previous report is unchanged.")
 
 # %% ../../nbs/52_reports.render.ipynb #c032
-def render_report(name: str, params: dict | None = None, root: str | Path | None = None, show_code: bool = False,
-                  png: bool = False, progress: bool = False) -> Path:
+def render_report(
+    name: str,
+    params: dict | None = None,
+    root: str | Path | None = None,
+    show_code: bool = False,
+    png: bool = False,
+    progress: bool = False,
+) -> Path:
     "Render report `name` for `params` into `reports/<name>/`; returns the HTML's path."
     import papermill as pm
+
     root, params = Path(root or project_root()), dict(params or {})
     nb = report_notebook(name, root)
     values, inputs, declared = report_values(nb, params, root)
-    params |= {k: values[k] for k in params}                     # as checked (CUSCO for cusco)
-    file, out = report_file(name, params), root/"reports"/name
-    (root/".urbanlab"/"staging"/"reports").mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{file}.", dir=root/".urbanlab"/"staging"/"reports"))
+    params |= {k: values[k] for k in params}  # as checked (CUSCO for cusco)
+    file, out = report_file(name, params), root / "reports" / name
+    (root / ".urbanlab" / "staging" / "reports").mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{file}.", dir=root / ".urbanlab" / "staging" / "reports"))
     try:
-        executed = staging/f"{file}.ipynb"
-        try: pm.execute_notebook(nb, executed, parameters={**values, **{k: str(p) for k, p in inputs.items()}},
-                                 cwd=nb.parent, progress_bar=progress, kernel_name="python3")
-        except Exception as e: raise _failure(name, params, executed, root, e) from None
+        executed = staging / f"{file}.ipynb"
+        try:
+            pm.execute_notebook(
+                nb,
+                executed,
+                parameters={**values, **{k: str(p) for k, p in inputs.items()}},
+                cwd=nb.parent,
+                progress_bar=progress,
+                kernel_name="python3",
+            )
+        except Exception as e:
+            raise _failure(name, params, executed, root, e) from None
         shown = {k: v for k, v in values.items() if not is_input(declared[k])}
         add_provenance(executed, provenance(f"Report `{name}`", shown, inputs, root))
-        render_html(executed, staging/f"{file}.html", show_code)
+        render_html(executed, staging / f"{file}.html", show_code)
         if png:
-            export_figures(executed, staging/"figures"); (staging/"figures").mkdir(exist_ok=True)
-            replace_dir(staging/"figures", out/params_slug(params)/"figures")
-        replace_dir(executed, out/f"{file}.ipynb")
-        return replace_dir(staging/f"{file}.html", out/f"{file}.html")
-    finally: shutil.rmtree(staging, ignore_errors=True)
+            export_figures(executed, staging / "figures")
+            (staging / "figures").mkdir(exist_ok=True)
+            replace_dir(staging / "figures", out / params_slug(params) / "figures")
+        replace_dir(executed, out / f"{file}.ipynb")
+        return replace_dir(staging / f"{file}.html", out / f"{file}.html")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 # %% ../../nbs/52_reports.render.ipynb #c034
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 
+
 def each_params(key: str, params: dict | None = None, root: str | Path | None = None) -> list[dict]:
     "One parameter set per value of `key` (e.g. each department), on top of `params`."
-    if key not in EACH: raise UrbanlabError(f"--each {key!r} is not supported.{suggest(key, EACH)} It expands: {', '.join(EACH)}.")
+    if key not in EACH:
+        raise UrbanlabError(f"--each {key!r} is not supported.{suggest(key, EACH)} It expands: {', '.join(EACH)}.")
     return [{**(params or {}), key: v} for v in EACH[key](root)]
+
 
 @dataclass
 class Rendered:
     "The outcome of one render: its parameters, the HTML (or the error) and how long it took."
+
     params: dict
     html: Path | None
     error: str | None
     seconds: float
 
+
 def _quiet() -> None:
     "Send a worker's stderr (each kernel's start-up warnings) to /dev/null; errors come back as results."
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
 
+
 def _render_one(name: str, params: dict, root: str, show_code: bool, png: bool) -> Rendered:
     t0 = time.perf_counter()
-    try: return Rendered(params, render_report(name, params, root, show_code, png), None, time.perf_counter() - t0)
-    except Exception as e: return Rendered(params, None, str(e) if isinstance(e, UrbanlabError) else f"{type(e).__name__}: {e}", time.perf_counter() - t0)
+    try:
+        return Rendered(params, render_report(name, params, root, show_code, png), None, time.perf_counter() - t0)
+    except Exception as e:
+        return Rendered(
+            params,
+            None,
+            str(e) if isinstance(e, UrbanlabError) else f"{type(e).__name__}: {e}",
+            time.perf_counter() - t0,
+        )
 
 # %% ../../nbs/52_reports.render.ipynb #c035
-def render_many(name: str, param_sets: list[dict], root: str | Path | None = None, workers: int = DEFAULT_WORKERS,
-                show_code: bool = False, png: bool = False, progress: bool = True) -> list[Rendered]:
+def render_many(
+    name: str,
+    param_sets: list[dict],
+    root: str | Path | None = None,
+    workers: int = DEFAULT_WORKERS,
+    show_code: bool = False,
+    png: bool = False,
+    progress: bool = True,
+) -> list[Rendered]:
     "Render report `name` once per parameter set, `workers` at a time, with a progress bar; results in the order given."
     from tqdm.auto import tqdm
-    root = str(Path(root or project_root())); report_notebook(name, root)
-    if workers < 1: raise UrbanlabError(f"workers must be at least 1, got {workers}.")
-    ctx = multiprocessing.get_context("spawn")   # a fresh interpreter per worker: no state shared with the caller
-    with ProcessPoolExecutor(max_workers=min(workers, len(param_sets) or 1), mp_context=ctx, initializer=_quiet) as pool, \
-         tqdm(total=len(param_sets), desc=f"report {name}", unit="report", disable=not progress) as bar:
+
+    root = str(Path(root or project_root()))
+    report_notebook(name, root)
+    if workers < 1:
+        raise UrbanlabError(f"workers must be at least 1, got {workers}.")
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no state shared with the caller
+    with (
+        ProcessPoolExecutor(max_workers=min(workers, len(param_sets) or 1), mp_context=ctx, initializer=_quiet) as pool,
+        tqdm(total=len(param_sets), desc=f"report {name}", unit="report", disable=not progress) as bar,
+    ):
         futures = {pool.submit(_render_one, name, p, root, show_code, png): i for i, p in enumerate(param_sets)}
-        results = [None]*len(param_sets)
+        results = [None] * len(param_sets)
         for f in as_completed(futures):
             results[futures[f]] = r = f.result()
-            bar.set_postfix_str(("failed " if r.error else "") + params_slug(r.params)); bar.update()
+            bar.set_postfix_str(("failed " if r.error else "") + params_slug(r.params))
+            bar.update()
     return results
 
 # %% ../../nbs/52_reports.render.ipynb #c037
 def refresh_index(root: str | Path | None = None, hidden: dict | None = None) -> Path:
     "Rewrite `reports/index.html` (stage reports and every rendered report); `hidden`: stage -> parameters not to show."
     root = Path(root or project_root())
-    return write_reports_index(root/"reports"/"index.html", root/"reports", hidden=hidden, root=root)
+    return write_reports_index(root / "reports" / "index.html", root / "reports", hidden=hidden, root=root)
