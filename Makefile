@@ -1,13 +1,13 @@
 # urbanlab: two commands do all the set-up.
 #   make run    build .venv if missing, then run the whole pipeline (DVC -> papermill -> reports/index.html)
-#   make test   build .venv if missing, then nbdev_test over nbs/ and pytest tests/
+#   make test   build .venv if missing, then ruff, nbdev_test over nbs/ and pytest tests/ (make test-fast: minutes)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.urbanlab-installed
 
-.PHONY: help env sysdeps run test test-fast lab app prepare benchmark clean-env
+.PHONY: help env sysdeps run lint test test-fast lab app prepare benchmark clean-env
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -29,9 +29,17 @@ env: sysdeps $(STAMP)  ## create .venv with the pinned stack if missing
 run: env  ## run the pipeline on the embedded default data; prints where reports/index.html is
 	$(BIN)/urbanlab run
 
-test: env  ## every test: notebooks (nbdev_test) then pytest tests/
+lint: env  ## ruff: nbs/, tests/ and benchmarks/ formatted and linted (ruff.toml: line length 120)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+test: env lint  ## every test: ruff, the notebooks (nbdev_test), then pytest tests/ (about 25 minutes on 2 cores)
 	$(BIN)/nbdev_test --n_workers 2 --flags spark
 	$(BIN)/pytest tests
+
+test-fast: env lint  ## the inner loop (a few minutes): library notebooks without Spark, and tests that run no pipeline
+	$(BIN)/nbdev_test --n_workers 2 --skip_folder_re '^(stages|explorers|app|reports|guides)$$'
+	$(BIN)/pytest -q -m "not slow" tests
 
 lab: env  ## JupyterLab on this project with the urbanlab kernel, at http://127.0.0.1:8888
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
@@ -39,8 +47,8 @@ lab: env  ## JupyterLab on this project with the urbanlab kernel, at http://127.
 app: env  ## the hub-siting and allocation explorers as a web app (Voila), at http://127.0.0.1:8866 (run `make run` first)
 	$(BIN)/urbanlab app
 
-prepare: env  ## before a commit: export nbs/ to urbanlab/, clean notebooks, regenerate dvc.yaml and the Kubeflow pipeline
-	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/urbanlab dvc-yaml && $(BIN)/urbanlab kfp compile
+prepare: env  ## before a commit: format nbs/, export to urbanlab/, clean notebooks, regenerate dvc.yaml and the Kubeflow pipeline
+	$(BIN)/ruff format . && $(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/urbanlab dvc-yaml && $(BIN)/urbanlab kfp compile
 
 benchmark: env  ## measure the pipeline's own overhead (prints figures)
 	$(BIN)/python benchmarks/pipeline_overhead.py

@@ -41,7 +41,7 @@ def progress(msg: str) -> None:
 
 
 def bench_env(copy: Path) -> dict:
-    "Environment for commands run in `copy`: the venv's bin first on PATH, the copy's urbanlab imported and used as root."
+    "Environment for commands in `copy`: the venv's bin first on PATH, the copy's urbanlab imported and used as root."
     env = dict(
         os.environ,
         URBANLAB_ROOT=str(copy),
@@ -66,7 +66,7 @@ def run(cmd: list[str], copy: Path) -> float:
 
 
 def make_copy(dest: Path, max_rows: int) -> Path:
-    "Copy the project's committable files to `dest`, set `ingest.max_rows` if non-zero, and commit it in a new git repo."
+    "Copy the project's committable files to `dest`, set `ingest.max_rows` if non-zero, commit it in a new git repo."
     files = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.split("\0")

@@ -51,7 +51,21 @@ def copy_project(dest: Path, root: Path = ROOT) -> Path:
 
 @pytest.fixture(scope="session")
 def project(tmp_path_factory) -> Path:
-    "A copy of the project whose pipeline has run once, on the real data and parameters (`urbanlab run`, as `make run`)."
+    "A copy of the project whose pipeline has run once, on the real data and parameters (`urbanlab run`, as make run)."
     dest = copy_project(tmp_path_factory.mktemp("project"))
     dest.joinpath(".first-run.log").write_text(sh(["urbanlab", "run"], dest).stdout)
     return dest
+
+
+# `make test-fast` runs `pytest -m "not slow"`: everything but the tests that run the pipeline or a stage (minutes each).
+SLOW_FILES = {"test_pipeline.py", "test_browser.py", "test_explorers.py", "test_allocate_stage.py"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: runs the whole pipeline or a stage notebook; left out by make test-fast")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "project" in getattr(item, "fixturenames", ()) or item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)

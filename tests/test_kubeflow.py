@@ -1,4 +1,4 @@
-"""The stages as a Kubeflow pipeline: the committed spec is current and says what it should; local runs match `urbanlab run`."""
+"""The stages as a Kubeflow pipeline: the committed spec is current and right; local runs match a DVC run."""
 
 import hashlib, http.server, json, shutil, threading
 from pathlib import Path
@@ -186,6 +186,7 @@ def snapshot(root: Path) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_local_kubeflow_run_matches_urbanlab_run(tmp_path):
     project = copy_project(tmp_path / "p")
     (project / "params.yaml").write_text((project / "params.yaml").read_text().replace("max_rows: 0", "max_rows: 3000"))

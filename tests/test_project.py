@@ -1,4 +1,4 @@
-"""The project keeps its promises: nbs/ is the source of urbanlab/, dvc.yaml follows the stage declarations, --help helps."""
+"""The project keeps its promises: nbs/ is the source of urbanlab/, dvc.yaml follows the stages, --help helps."""
 
 import configparser, shutil
 from pathlib import Path
@@ -83,7 +83,8 @@ def test_unknown_stage_is_refused():
     res = sh(["urbanlab", "stage", "train"], ROOT, check=False)
     assert (
         res.returncode == 1
-        and "Unknown stage 'train'; stages are: ingest, explore, train_growth, evaluate_growth, train_need, site_hubs, allocate_resources, report"
+        and "Unknown stage 'train'; stages are: ingest, explore, train_growth, evaluate_growth, train_need, site_hubs, "
+        "allocate_resources, report"
         in res.stderr
     )
 

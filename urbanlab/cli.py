@@ -29,7 +29,7 @@ def run(
     force: bool = typer.Option(False, "--force", help="Run every stage even if nothing changed."),
     stage: Optional[List[str]] = typer.Argument(None, help="Run only these stages (and what they need)."),
 ):
-    "Run the pipeline with DVC: each changed stage's notebook runs with papermill; ends by printing where the reports are."
+    "Run the pipeline with DVC: each changed stage's notebook runs with papermill; ends with where the reports are."
     from urbanlab.pipeline.run import run_pipeline
 
     index = run_pipeline(force=force, targets=stage)
@@ -43,7 +43,7 @@ def run_one_stage(
         None, "-p", "--param", help="Override a parameter: key=value (value read as YAML)."
     ),
 ):
-    "Run one stage's notebook now (what dvc.yaml calls): checks parameters, keeps the executed notebook and HTML in reports/stages/."
+    "Run one stage's notebook now (what dvc.yaml calls); its executed notebook and HTML go to reports/stages/."
     from urbanlab.params import parse_assignments
     from urbanlab.pipeline.run import run_stage
 
@@ -106,7 +106,8 @@ def allocate_cmd(
     needs: Path = typer.Option(
         ...,
         "--needs",
-        help="CSV: unit_id, need; optional poverty (share 0-1) or poverty_pct (0-100), rural (0/1), quintile (1-5, 1 = poorest), cost_per_unit.",
+        help="CSV: unit_id, need; optional poverty (share 0-1) or poverty_pct (0-100), rural (0/1), "
+        "quintile (1-5, 1 = poorest), cost_per_unit.",
     ),
     supply: float = typer.Option(
         1_056_430, "--supply", help="Items to share (default 1,056,430: Peru's 2020 tablet purchase)."
@@ -136,8 +137,9 @@ def allocate_cmd(
         return
     q1 = "" if s.poorest_unmet is None else f"; quintile 1 unmet {s.poorest_unmet:,.0f} ({s.poorest_unmet_share:.1%})"
     typer.echo(
-        f"{s.policy}: {s.allocated:,.0f} of {s.supply:,.0f} to {s.units_served:,} of {s.units:,} units; need covered {s.need_covered:.1%}, "
-        f"coverage min {s.min_coverage:.3f} mean {s.mean_coverage:.3f}, Gini {s.gini_coverage:.3f}{q1}; {s.status} in {s.seconds:.3f} s"
+        f"{s.policy}: {s.allocated:,.0f} of {s.supply:,.0f} to {s.units_served:,} of {s.units:,} units; "
+        f"need covered {s.need_covered:.1%}, coverage min {s.min_coverage:.3f} mean {s.mean_coverage:.3f}, "
+        f"Gini {s.gini_coverage:.3f}{q1}; {s.status} in {s.seconds:.3f} s"
     )
 
 # %% ../nbs/90_cli.ipynb #c016
@@ -155,7 +157,7 @@ def kfp_compile(
         None, "--output", "-o", help="Where to write (default pipelines/urbanlab.yaml)."
     ),
 ):
-    "Compile the stages to a KFP v2 pipeline (pipelines/urbanlab.yaml); the same declarations always give the same bytes."
+    "Compile the stages to a KFP v2 pipeline (pipelines/urbanlab.yaml); the same declarations give the same bytes."
     from urbanlab.pipeline.kubeflow import DEFAULT_IMAGE, compile_pipeline
 
     typer.echo(f"Wrote {compile_pipeline(output, image=image or DEFAULT_IMAGE, pvc=pvc)}")
@@ -183,7 +185,7 @@ def kfp_run(
     run_local(args, cache=cache)
     typer.echo(f"\nReports: {project_root() / 'reports' / 'index.html'}")
 
-
+# %% ../nbs/90_cli.ipynb #a20b0562
 @kfp_app.command("submit")
 def kfp_submit(
     host: str = typer.Option(..., help="The Kubeflow Pipelines address, e.g. http://localhost:8080."),

@@ -32,7 +32,7 @@ def _is_root(d: Path) -> bool:
 
 
 def project_root(start: str | Path | None = None) -> Path:
-    "The urbanlab project folder: `$URBANLAB_ROOT`, else the nearest parent of `start` (default: cwd) with urbanlab's settings.ini."
+    "The project folder: `$URBANLAB_ROOT`, else the nearest parent of `start` (default: cwd) with its settings.ini."
     if os.environ.get("URBANLAB_ROOT"):
         return Path(os.environ["URBANLAB_ROOT"]).resolve()
     here = Path(start or Path.cwd()).resolve()
@@ -44,17 +44,10 @@ def project_root(start: str | Path | None = None) -> Path:
     )
 
 # %% ../nbs/00_core.ipynb #c010
-LAYOUT = dict(
-    raw="data/raw",
-    interim="data/interim",
-    processed="data/processed",
-    models="models",
-    reports="reports",
-    metrics="metrics",
-    plots="plots",
-    nbs="nbs",
-    pipelines="pipelines",
-)
+# fmt: off
+LAYOUT = dict(raw="data/raw", interim="data/interim", processed="data/processed", models="models", reports="reports",
+              metrics="metrics", plots="plots", nbs="nbs", pipelines="pipelines")
+# fmt: on
 
 
 def project_path(kind: str, *parts: str, root: str | Path | None = None) -> Path:
@@ -65,7 +58,7 @@ def project_path(kind: str, *parts: str, root: str | Path | None = None) -> Path
 
 
 def require_outputs(paths, what: str = "This step") -> list[Path]:
-    "`paths` as a list if every one exists, else an `UrbanlabError` naming the missing ones and telling the user to run the pipeline."
+    "`paths` as a list if all exist, else an `UrbanlabError` naming the missing ones and saying to run the pipeline."
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         raise UrbanlabError(

@@ -89,7 +89,8 @@ def check_params(values: dict, declared: dict[str, Param], where: str, reserved:
             raise UrbanlabError(f"{where}: parameter {name!r} is set by the pipeline ({reserved[name]}); remove it.")
         if name not in declared:
             raise UrbanlabError(
-                f"{where}: unknown parameter {name!r}.{suggest(name, declared)} Declared parameters: {', '.join(declared)}."
+                f"{where}: unknown parameter {name!r}.{suggest(name, declared)} "
+                f"Declared parameters: {', '.join(declared)}."
             )
         check_value(declared[name], value, where)
     return values

@@ -36,7 +36,7 @@ def spark_master(master: str | None = None) -> str:
 
 # %% ../nbs/01_spark.ipynb #c006
 def spark_session(master: str | None = None, app_name: str = "urbanlab", **conf):
-    "A Spark session on `spark_master(master)`; `conf` adds Spark settings (`spark_sql_shuffle_partitions=8` -> `spark.sql.shuffle.partitions`)."
+    "A Spark session on `spark_master(master)`; `conf` adds settings (`spark_sql_shuffle_partitions=8`)."
     os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     url = spark_master(master)
     if url.startswith("local"):

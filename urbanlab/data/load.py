@@ -40,29 +40,15 @@ def tidy_columns(
     return out.astype(dict.fromkeys(out.select_dtypes("object").columns, "string"))
 
 # %% ../../nbs/11_data.load.ipynb #c011
-PLACE_NAMES = dict(
-    inei="ubigeo",
-    reniec="ubigeo_reniec",
-    departamento="department",
-    provincia="province",
-    distrito="district",
-    region="region",
-    macroregion_inei="macroregion_inei",
-    macroregion_minsa="macroregion_minsa",
-    iso_3166_2="iso_3166_2",
-    fips="fips",
-    capital="capital",
-    superficie="area_km2",
-    pob_densidad_2020="density_2020",
-    altitude="altitude_m",
-    latitude="latitude",
-    longitude="longitude",
-    indice_densidad_estado="state_density_index",
-    indice_vulnerabilidad_alimentaria="food_vulnerability",
-    idh_2019="hdi_2019",
-    pct_pobreza_total="poverty_pct",
-    pct_pobreza_extrema="extreme_poverty_pct",
-)
+# fmt: off
+PLACE_NAMES = dict(inei="ubigeo", reniec="ubigeo_reniec", departamento="department", provincia="province",
+                   distrito="district", region="region", macroregion_inei="macroregion_inei",
+                   macroregion_minsa="macroregion_minsa", iso_3166_2="iso_3166_2", fips="fips", capital="capital",
+                   superficie="area_km2", pob_densidad_2020="density_2020", altitude="altitude_m",
+                   latitude="latitude", longitude="longitude", indice_densidad_estado="state_density_index",
+                   indice_vulnerabilidad_alimentaria="food_vulnerability", idh_2019="hdi_2019",
+                   pct_pobreza_total="poverty_pct", pct_pobreza_extrema="extreme_poverty_pct")
+# fmt: on
 
 
 def _load_places(kind: str, root, path) -> pd.DataFrame:
@@ -70,7 +56,7 @@ def _load_places(kind: str, root, path) -> pd.DataFrame:
     df = validate_file(raw_file(kind, path, root), kind)
     return tidy_columns(df, {k: v for k, v in PLACE_NAMES.items() if k in df.columns})
 
-
+# %% ../../nbs/11_data.load.ipynb #7c91ac1f
 def load_districts(root=None, path=None) -> pd.DataFrame:
     "Peru's 1,893 districts: codes, names, capital, area, density, coordinates, HDI, poverty (19 newest are empty)."
     return _load_places("districts", root, path)
@@ -86,15 +72,11 @@ def load_departments(root=None, path=None) -> pd.DataFrame:
     return _load_places("departments", root, path)
 
 # %% ../../nbs/11_data.load.ipynb #c014
-CENSUS_NAMES = dict(
-    ubigeo="ubigeo",
-    label="label",
-    pop_total_2017="population",
-    pop_5plus="population_5plus",
-    pop_under5="population_under5",
-    same_district_5y_ago="stayers_5y",
-    in_migrants_5y="in_migrants_5y",
-)
+# fmt: off
+CENSUS_NAMES = dict(ubigeo="ubigeo", label="label", pop_total_2017="population", pop_5plus="population_5plus",
+                    pop_under5="population_under5", same_district_5y_ago="stayers_5y",
+                    in_migrants_5y="in_migrants_5y")
+# fmt: on
 
 
 def load_census(root=None, path=None) -> pd.DataFrame:
@@ -102,9 +84,10 @@ def load_census(root=None, path=None) -> pd.DataFrame:
     return tidy_columns(validate_file(raw_file("census", path, root), "census"), CENSUS_NAMES)
 
 # %% ../../nbs/11_data.load.ipynb #c017
-MIGRATION_NAMES = dict(
-    dest_ubigeo="dest_ubigeo", origin_ubigeo="origin_ubigeo", origin_label="origin_label", persons="persons"
-)
+# fmt: off
+MIGRATION_NAMES = dict(dest_ubigeo="dest_ubigeo", origin_ubigeo="origin_ubigeo", origin_label="origin_label",
+                       persons="persons")
+# fmt: on
 
 
 def load_migration(root=None, path=None) -> pd.DataFrame:
@@ -112,16 +95,10 @@ def load_migration(root=None, path=None) -> pd.DataFrame:
     return tidy_columns(validate_file(raw_file("migration", path, root), "migration"), MIGRATION_NAMES)
 
 # %% ../../nbs/11_data.load.ipynb #c019
-PLACES_NAMES = dict(
-    inei_ccpp="ccpp_code",
-    inei_distrito="ubigeo",
-    departamento="department",
-    provincia="province",
-    distrito="district",
-    ccpp="name",
-    latitude="latitude",
-    longitude="longitude",
-)
+# fmt: off
+PLACES_NAMES = dict(inei_ccpp="ccpp_code", inei_distrito="ubigeo", departamento="department", provincia="province",
+                    distrito="district", ccpp="name", latitude="latitude", longitude="longitude")
+# fmt: on
 
 
 def load_populated_places(root=None, path=None) -> pd.DataFrame:

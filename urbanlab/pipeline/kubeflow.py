@@ -36,7 +36,7 @@ class PipelineInput:
     default: object
     stage: str | None = None
 
-
+# %% ../../nbs/63_pipeline.kubeflow.ipynb #c9d7be06
 def _default(p: Param, section: dict):
     return section[p.name] if p.name in section else ast.literal_eval(p.default)
 
@@ -157,9 +157,11 @@ def component_source(
     return (
         f"@dsl.component(base_image={image!r}, install_kfp_package=False)\n"
         f"def {stage.name}({sig}):\n"
-        f'    """Run {stage.notebook} with papermill; hand back its data, executed notebook, HTML report and metrics."""\n'
+        f'    """Run {stage.notebook} with papermill; '
+        'hand back its data, executed notebook, HTML report and metrics."""\n'
         f"    from urbanlab.pipeline.kubeflow import run_step\n"
-        f"    run_step({stage.name!r}, {values}, data_root, [{', '.join(f'{u}_outputs' for u in ups)}], outputs, notebook, report, metrics)\n"
+        f"    run_step({stage.name!r}, {values}, data_root, [{', '.join(f'{u}_outputs' for u in ups)}], "
+        "outputs, notebook, report, metrics)\n"
     )
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c016

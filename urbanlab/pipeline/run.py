@@ -129,7 +129,7 @@ def _env() -> dict:
 
 
 def run_pipeline(root: str | Path | None = None, force: bool = False, targets: list[str] | None = None) -> Path:
-    "Run the pipeline with `dvc repro` (every stage whose inputs changed, or all with `force`); return `reports/index.html`."
+    "Run the pipeline with `dvc repro` (stages whose inputs changed, or all with `force`); return the reports' index."
     root = Path(root or project_root())
     for t in targets or []:
         get_stage(t)

@@ -68,70 +68,38 @@ class Stage:
 
 # %% ../../nbs/61_pipeline.stages.ipynb #c007
 def _stages() -> list[Stage]:
-    body = [
-        Stage(
-            "ingest",
-            deps={"raw_dir": "data/raw"},
-            outs={"out_dir": "data/interim"},
-            metrics={"metrics_path": "metrics/ingest.json"},
-            resources=Resources("1", "2Gi"),
-        ),
-        Stage(
-            "explore",
-            deps={"interim_dir": "data/interim"},
-            outs={"out_dir": "data/processed/patterns"},
-            metrics={"metrics_path": "metrics/explore.json"},
-            plots={"growth_plot_path": Plot("plots/explore/city_growth.csv", "year", "median_growth_pct")},
-            resources=Resources("2", "6Gi"),
-        ),
-        Stage(
-            "train_growth",
-            deps={"interim_dir": "data/interim"},
-            outs={"model_dir": "models/growth"},
-            metrics={"metrics_path": "metrics/train_growth.json"},
-            resources=Resources("2", "4Gi", gpu=1),
-        ),
-        Stage(
-            "evaluate_growth",
-            deps={
-                "interim_dir": "data/interim",
-                "model_dir": "models/growth",
-                "patterns_dir": "data/processed/patterns",
-                "totals_path": "data/raw/peru/census_totals_1940_2017.csv",
-            },
-            outs={"out_dir": "data/processed/growth"},
-            metrics={"metrics_path": "metrics/evaluate_growth.json"},
-            plots={"errors_plot_path": Plot("plots/growth/error_by_horizon.csv", "horizon", "urbanlab")},
-            resources=Resources("2", "6Gi"),
-        ),
-        Stage(
-            "train_need",
-            deps={"interim_dir": "data/interim", "patterns_dir": "data/processed/patterns"},
-            outs={"out_dir": "data/processed/need", "model_dir": "models/need"},
-            metrics={"metrics_path": "metrics/train_need.json"},
-            resources=Resources("2", "4Gi"),
-        ),
-        Stage(
-            "site_hubs",
-            deps={
-                "interim_dir": "data/interim",
-                "need_dir": "data/processed/need",
-                "growth_dir": "data/processed/growth",
-                "totals_path": "data/raw/peru/census_totals_1940_2017.csv",
-            },
-            outs={"out_dir": "data/processed/hubs"},
-            metrics={"metrics_path": "metrics/site_hubs.json"},
-            plots={"curve_plot_path": Plot("plots/hubs/coverage_curve.csv", "hubs", "need_share")},
-            resources=Resources("2", "4Gi"),
-        ),
-        Stage(
-            "allocate_resources",
-            deps={"interim_dir": "data/interim", "hubs_path": "data/processed/hubs/recommendations.csv"},
-            outs={"out_dir": "data/processed/allocation"},
-            metrics={"metrics_path": "metrics/allocate_resources.json"},
-            resources=Resources("4", "16Gi"),
-        ),
+    totals = "data/raw/peru/census_totals_1940_2017.csv"  # Peru's census totals, 1940-2017
+    # fmt: off
+    body = [  # one stage per entry: name, what it reads, what it writes, its figures, its Kubeflow requests
+        Stage("ingest", deps={"raw_dir": "data/raw"}, outs={"out_dir": "data/interim"},
+              metrics={"metrics_path": "metrics/ingest.json"}, resources=Resources("1", "2Gi")),
+        Stage("explore", deps={"interim_dir": "data/interim"}, outs={"out_dir": "data/processed/patterns"},
+              metrics={"metrics_path": "metrics/explore.json"},
+              plots={"growth_plot_path": Plot("plots/explore/city_growth.csv", "year", "median_growth_pct")},
+              resources=Resources("2", "6Gi")),
+        Stage("train_growth", deps={"interim_dir": "data/interim"}, outs={"model_dir": "models/growth"},
+              metrics={"metrics_path": "metrics/train_growth.json"}, resources=Resources("2", "4Gi", gpu=1)),
+        Stage("evaluate_growth",
+              deps={"interim_dir": "data/interim", "model_dir": "models/growth",
+                    "patterns_dir": "data/processed/patterns", "totals_path": totals},
+              outs={"out_dir": "data/processed/growth"}, metrics={"metrics_path": "metrics/evaluate_growth.json"},
+              plots={"errors_plot_path": Plot("plots/growth/error_by_horizon.csv", "horizon", "urbanlab")},
+              resources=Resources("2", "6Gi")),
+        Stage("train_need", deps={"interim_dir": "data/interim", "patterns_dir": "data/processed/patterns"},
+              outs={"out_dir": "data/processed/need", "model_dir": "models/need"},
+              metrics={"metrics_path": "metrics/train_need.json"}, resources=Resources("2", "4Gi")),
+        Stage("site_hubs",
+              deps={"interim_dir": "data/interim", "need_dir": "data/processed/need",
+                    "growth_dir": "data/processed/growth", "totals_path": totals},
+              outs={"out_dir": "data/processed/hubs"}, metrics={"metrics_path": "metrics/site_hubs.json"},
+              plots={"curve_plot_path": Plot("plots/hubs/coverage_curve.csv", "hubs", "need_share")},
+              resources=Resources("2", "4Gi")),
+        Stage("allocate_resources",
+              deps={"interim_dir": "data/interim", "hubs_path": "data/processed/hubs/recommendations.csv"},
+              outs={"out_dir": "data/processed/allocation"},
+              metrics={"metrics_path": "metrics/allocate_resources.json"}, resources=Resources("4", "16Gi")),
     ]
+    # fmt: on
     report = Stage(
         "report",
         deps={"stage_reports": [s.report for s in body]},
@@ -185,7 +153,10 @@ def dvc_stage(s: Stage) -> dict:
     return d
 
 
-DVC_HEADER = "# Generated from urbanlab.pipeline.stages by `urbanlab dvc-yaml`; edit nbs/61_pipeline.stages.ipynb, not this file.\n"
+DVC_HEADER = (
+    "# Generated from urbanlab.pipeline.stages by `urbanlab dvc-yaml`; "
+    "edit nbs/61_pipeline.stages.ipynb, not this file.\n"
+)
 
 
 def render_dvc_yaml(stages: dict[str, Stage] = STAGES) -> str:

@@ -78,7 +78,8 @@ def report_command(
         results = render_many(name, each_params(each, params), workers=workers, show_code=show_code, png=png)
         failed = [r for r in results if r.error]
         typer.echo(
-            f"{len(results) - len(failed)} of {len(results)} reports in {Path(project_root(), 'reports', name)} ({time.perf_counter() - t0:.1f} s)"
+            f"{len(results) - len(failed)} of {len(results)} reports in {Path(project_root(), 'reports', name)} "
+            f"({time.perf_counter() - t0:.1f} s)"
         )
         for r in failed:
             typer.secho(f"failed: {each}={r.params[each]}: {r.error}", err=True, fg="red")

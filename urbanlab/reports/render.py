@@ -37,7 +37,8 @@ def report_notebook(name: str, root: str | Path | None = None) -> Path:
     known = list_reports(root)
     if name not in known:
         raise UrbanlabError(
-            f"Unknown report {name!r}.{suggest(name, known)} Reports are: {', '.join(known) or 'none'} (in {REPORTS_NBS}/)."
+            f"Unknown report {name!r}.{suggest(name, known)} "
+            f"Reports are: {', '.join(known) or 'none'} (in {REPORTS_NBS}/)."
         )
     return known[name]
 
@@ -328,7 +329,7 @@ def each_params(key: str, params: dict | None = None, root: str | Path | None = 
         raise UrbanlabError(f"--each {key!r} is not supported.{suggest(key, EACH)} It expands: {', '.join(EACH)}.")
     return [{**(params or {}), key: v} for v in EACH[key](root)]
 
-
+# %% ../../nbs/52_reports.render.ipynb #6e71c6e7
 @dataclass
 class Rendered:
     "The outcome of one render: its parameters, the HTML (or the error) and how long it took."
