@@ -1,4 +1,4 @@
-"""Allocation solve times: each policy on Peru's 1,874 districts and on 100,000 units, with and without a transport budget.
+"""Allocation solve times: each policy on Peru's 1,874 districts and on 100,000 units, with and without a budget.
 
 The 1,874 units are Peru's census districts with the ILLUSTRATIVE need of nbs/45_allocate.ipynb (population aged 5+
 times the poverty rate; rural = density below 25/km², a stand-in). The 100,000 units are SYNTHETIC: districts drawn at
@@ -101,7 +101,8 @@ def main():
         f"{platform.machine()}; supply {TABLETS:,}; median of {args.repeats}"
     )
     print(
-        f"{'units':>8}  {'data':15} {'policy':9} {'budget':6} {'solve s':>8} {'allocate s':>11} {'allocated':>10}  status"
+        f"{'units':>8}  {'data':15} {'policy':9} {'budget':6} {'solve s':>8} {'allocate s':>11} "
+        f"{'allocated':>10}  status"
     )
     for r in rows:
         print(

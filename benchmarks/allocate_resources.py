@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse, json, shutil, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 import psutil, yaml
+from urbanlab.allocate import NATIONAL_LEARNERS
 
 ROOT = Path(__file__).resolve().parents[1]
-NATIONAL = 8_000_000
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -88,13 +88,14 @@ def main(scales: list[float]):
     if not (ROOT / "data" / "interim" / "census.parquet").exists():
         raise SystemExit("Run `urbanlab run` first: the stage reads ingest's tables.")
     print(
-        f"allocate_resources on SYNTHETIC learners; {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB"
+        f"allocate_resources on SYNTHETIC learners; {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB"
     )
     print(f"{'scale':>6} {'learners':>12} {'wall s':>8} {'peak GB':>8}  stage steps (s)")
     for s in scales:
         scratch = Path(tempfile.mkdtemp(prefix="urbanlab-bench-"))
         try:
-            r = run_stage(int(round(s * NATIONAL)), scratch)
+            r = run_stage(int(round(s * NATIONAL_LEARNERS)), scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         steps = ", ".join(f"{k} {v:.0f}" for k, v in r["metrics"]["seconds"].items())

@@ -9,7 +9,8 @@ Each scale runs in a fresh process so its peak resident memory (ru_maxrss) is it
     .venv/bin/python benchmarks/learners.py --scale 0.01 --chunk-rows 250000
 
 Measured once (2 cores, x86_64, Python 3.11.7, `nice -n 19` beside a CI run, chunk_rows 500,000):
-SYNTHETIC 800,000 learners in 1.6 s, peak RSS 303 MB (205 MB after loading the inputs), parquet 9.9 MB, no-device 12.0 %;
+SYNTHETIC 800,000 learners in 1.6 s, peak RSS 303 MB (205 MB after loading the inputs), parquet 9.9 MB,
+no-device 12.0 %;
 SYNTHETIC 8,000,000 learners in 4.3 s, peak RSS 367 MB, parquet 85.5 MB.
 """
 

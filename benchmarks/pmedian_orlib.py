@@ -83,17 +83,23 @@ def table(rows: list[dict]) -> str:
     num = lambda v, f: (
         format("-", ">" + "".join(ch for ch in f.split(".")[0] if ch.isdigit())) if v is None else format(v, f)
     )
-    head = f"{'instance':9} {'n':>4} {'p':>4} {'optimum':>8} {'urbanlab':>9} {'status':>8} {'gap':>4} {'sec':>6} {'spopt sec':>10} {'spopt obj':>10} {'speed-up':>9}  optimum  <10s  >=20x"
+    head = (
+        f"{'instance':9} {'n':>4} {'p':>4} {'optimum':>8} {'urbanlab':>9} {'status':>8} {'gap':>4} {'sec':>6} "
+        f"{'spopt sec':>10} {'spopt obj':>10} {'speed-up':>9}  optimum  <10s  >=20x"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['instance']:9} {r['n']:>4} {r['p']:>4} {r['optimum']:>8g} {r['objective']:>9g} {r['status']:>8} {r['gap']:>4g} "
+            f"{r['instance']:9} {r['n']:>4} {r['p']:>4} {r['optimum']:>8g} {r['objective']:>9g} {r['status']:>8} "
+            f"{r['gap']:>4g} "
             f"{r['seconds']:>6.2f} {num(r['spopt_seconds'], '>10.1f')} {num(r['spopt_objective'], '>10g')} "
-            f"{(num(r['speedup'], '.0f') + 'x') if r['speedup'] else '-':>9}  {yes(r['proven_optimum']):>7}  {yes(r['under_10s']):>4}  {yes(r['faster_20x']):>5}"
+            f"{(num(r['speedup'], '.0f') + 'x') if r['speedup'] else '-':>9}  {yes(r['proven_optimum']):>7}  "
+            f"{yes(r['under_10s']):>4}  {yes(r['faster_20x']):>5}"
         )
     ok = [r for r in rows if r["speedup"]]
     lines.append(
-        f"\n{sum(r['proven_optimum'] for r in rows)}/{len(rows)} optima proven; urbanlab total {sum(r['seconds'] for r in rows):.1f} s, "
+        f"\n{sum(r['proven_optimum'] for r in rows)}/{len(rows)} optima proven; "
+        f"urbanlab total {sum(r['seconds'] for r in rows):.1f} s, "
         f"max {max(r['seconds'] for r in rows):.2f} s"
         + (
             f"; spopt timed on {len(ok)}, speed-up min {min(r['speedup'] for r in ok):.0f}x, "
@@ -115,7 +121,8 @@ def main(argv=None):
     ap.add_argument(
         "--spopt",
         default="all",
-        help="time spopt on 'all', 'none' or some instances, e.g. '1-10,16' (default all; slow: minutes per large instance)",
+        help="time spopt on 'all', 'none' or some instances, e.g. '1-10,16' "
+        "(default all; slow: minutes per large instance)",
     )
     ap.add_argument(
         "--spopt-timeout",

@@ -38,6 +38,12 @@ def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPro
     return res
 
 
+def validate_cli(*args) -> subprocess.CompletedProcess:
+    "`urbanlab validate ARGS...` run as a user would, in a subprocess (its output captured as text)."
+    cmd = [sys.executable, "-m", "urbanlab.cli", "validate", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
 def copy_project(dest: Path, root: Path = ROOT) -> Path:
     "Copy the project into `dest` and make it a git repository with one commit (DVC experiments need git)."
     for f in project_files(root):
@@ -57,7 +63,7 @@ def project(tmp_path_factory) -> Path:
     return dest
 
 
-# `make test-fast` runs `pytest -m "not slow"`: everything but the tests that run the pipeline or a stage (minutes each).
+# `make test-fast` runs `pytest -m "not slow"`: all but the tests that run the pipeline or a stage (minutes each).
 SLOW_FILES = {"test_pipeline.py", "test_browser.py", "test_explorers.py", "test_allocate_stage.py"}
 
 

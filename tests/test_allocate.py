@@ -7,7 +7,8 @@ from conftest import ROOT
 from urbanlab.allocate import TABLETS
 from urbanlab.cli import main
 
-# Three units. a: need 100, poverty 50%, rural, quintile 2; b: 200, 20%, urban, quintile 4; c: 300, 80%, rural, quintile 1.
+# Three units. a: need 100, poverty 50%, rural, quintile 2; b: 200, 20%, urban, quintile 4;
+# c: 300, 80%, rural, quintile 1.
 NEEDS = "unit_id,need,poverty_pct,rural,quintile,cost_per_unit\na,100,50,1,2,1\nb,200,20,0,4,1\nc,300,80,1,1,3\n"
 
 
@@ -133,25 +134,38 @@ def test_human_output(cli, needs):
 @pytest.mark.parametrize(
     "csv, words",
     [
-        ("unit_id,need\na,10\nb,-5\n", "column 'need', line 3 (unit 'b'): expected a number >= 0, got -5"),
-        ("unit_id,poverty_pct\na,10\n", "missing column(s) ['need']; expected columns unit_id, need"),
+        ("unit_id,need\na,10\nb,-5\n", "column 'need': expected >= 0; first offending rows: 3 (-5.0)"),
+        ("unit_id,poverty_pct\na,10\n", "column 'need': missing"),
         (
             "unit_id,need\na,10\nb,5\na,3\n",
-            "column 'unit_id': duplicate unit id 'a' on lines 2, 4; expected one row per unit",
+            "column 'unit_id': expected unique values; duplicated; first offending rows: 2 ('a'), 4 ('a')",
         ),
-        ("unit_id,need\na,10\nb,\n", "column 'need', line 3 (unit 'b'): expected a number, got no value (NaN)"),
-        ("unit_id,need\na,10\nb,NaN\n", "column 'need', line 3 (unit 'b'): expected a number, got"),
+        ("unit_id,need\na,10\nb,\n", "column 'need': expected no missing values; first offending rows: 3 (missing)"),
+        ("unit_id,need\na,10\nb,NaN\n", "column 'need': expected no missing values; first offending rows: 3"),
+        ("unit_id,need\na,10\nb,inf\n", "column 'need': expected a finite number; first offending rows: 3 (inf)"),
         (
             "unit_id,need,quintile\na,10,1\nb,5,6\n",
-            "column 'quintile', line 3 (unit 'b'): expected a number in 1..5, got 6",
+            "column 'quintile': expected between 1 and 5; first offending rows: 3 (6.0)",
         ),
-        ("unit_id,need,quintile\na,10,0\n", "column 'quintile', line 2 (unit 'a'): expected a number in 1..5, got 0"),
-        ("unit_id,need,poverty\na,10,45\n", "column 'poverty', line 2 (unit 'a'): expected a number in 0..1, got 45"),
+        (
+            "unit_id,need,quintile\na,10,0\n",
+            "column 'quintile': expected between 1 and 5; first offending rows: 2 (0.0)",
+        ),
+        (
+            "unit_id,need,quintile\na,10,2.5\n",
+            "column 'quintile': expected a whole number; first offending rows: 2 (2.5)",
+        ),
+        (
+            "unit_id,need,poverty\na,10,45\n",
+            "column 'poverty': expected between 0 and 1; first offending rows: 2 (45.0)",
+        ),
         (
             "unit_id,need,rural\na,10,maybe\n",
-            "column 'rural', line 2 (unit 'a'): expected 1/0, true/false or yes/no, got 'maybe'",
+            "column 'rural': expected true/false (also 1/0, yes/no, si/no); first offending rows: 2 ('maybe')",
         ),
-        ("", "the file is empty"),
+        # a quoted unit id over two lines: the row is named by the line it starts on
+        ('unit_id,need\n"a\nb",10\nc,-1\n', "column 'need': expected >= 0; first offending rows: 4 (-1.0)"),
+        ("", "file is empty"),
     ],
 )
 def test_bad_tables(cli, tmp_path, csv, words):
@@ -194,7 +208,34 @@ def test_policy_needs_its_columns(cli, tmp_path):
     res = cli("allocate", "--needs", str(f), "--budget", "5")
     assert res.returncode == 1 and "no 'cost_per_unit' column" in res.stderr
     res = cli("allocate", "--needs", str(tmp_path / "missing.csv"))
-    assert res.returncode == 1 and "missing.csv: file not found" in res.stderr
+    assert (
+        res.returncode == 1 and "missing.csv: file not found; expected a needs file with columns unit_id" in res.stderr
+    )
+
+
+# ---- one true/false word list and one schema: what `urbanlab validate --kind needs` accepts, `allocate` accepts
+
+
+@pytest.mark.parametrize("rural", [["si", "no"], ["Y", "N"], ["t", "f"], ["sí", "no"]])
+def test_flag_words_pass_validate_and_allocate(cli, run_json, tmp_path, rural):
+    "Words of FLAG_WORDS that the old allocate word list refused (si, y/n, t/f) now pass both commands alike."
+    f = tmp_path / "needs.csv"
+    f.write_text(f"unit_id,need,quintile,rural\na,100,1,{rural[0]}\nb,100,1,{rural[1]}\n")
+    res = cli("validate", str(f), "--kind", "needs")
+    assert res.returncode == 0 and res.stdout.startswith(f"OK: {f} is a valid needs file (2 rows"), res.stderr
+    table = tmp_path / "rule.csv"
+    s = run_json("--needs", str(f), "--supply", "150", "--policy", "rule", "--out", str(table))
+    # a is rural (tier 1) and is filled first; b (urban, tier 2) gets the 50 left
+    assert pd.read_csv(table).allocation.tolist() == [100, 50] and s["allocated"] == 150
+
+
+def test_validate_and_allocate_report_a_bad_table_alike(cli, tmp_path):
+    f = tmp_path / "bad.csv"
+    f.write_text("unit_id,need,rural\na,10,maybe\nb,-1,0\n")
+    checked, allocated = cli("validate", str(f), "--kind", "needs"), cli("allocate", "--needs", str(f))
+    assert checked.returncode == allocated.returncode == 1
+    assert checked.stderr == allocated.stderr and checked.stderr.count("\n") == 2  # one line per failing check
+    assert "column 'need': expected >= 0; first offending rows: 3 (-1.0)" in checked.stderr
 
 
 # ---- the real command, in its own process

@@ -1,4 +1,4 @@
-"""The allocate_resources stage on a few SYNTHETIC learners: outputs, every policy, the rule row, no small group shown."""
+"""The allocate_resources stage on a few SYNTHETIC learners: outputs, every policy, the rule row, no small group."""
 
 import json
 import nbformat, papermill as pm, pandas as pd, pytest
@@ -6,10 +6,8 @@ from conftest import ROOT
 from urbanlab.allocate import POLICIES, allocate, read_needs
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    "Run the stage notebook standalone (a sample of data/raw, 20,000 SYNTHETIC learners) into a scratch folder."
-    tmp = tmp_path_factory.mktemp("allocate")
+def run_stage(tmp, **params):
+    "Run the stage notebook standalone (a sample of data/raw, 20,000 SYNTHETIC learners) into `tmp` with `params`."
     pm.execute_notebook(
         str(ROOT / "nbs" / "stages" / "allocate_resources.ipynb"),
         str(tmp / "run.ipynb"),
@@ -17,15 +15,17 @@ def run(tmp_path_factory):
         progress_bar=False,
         cwd=str(ROOT),
         parameters=dict(
-            learners=20_000,
-            keras_sample=5_000,
-            epochs=5,
-            k=10,
-            out_dir=str(tmp / "out"),
-            metrics_path=str(tmp / "metrics.json"),
+            learners=20_000, k=10, out_dir=str(tmp / "out"), metrics_path=str(tmp / "metrics.json"), **params
         ),
     )
     return tmp
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    "Run the stage notebook standalone (a sample of data/raw, 20,000 SYNTHETIC learners) into a scratch folder."
+    tmp = tmp_path_factory.mktemp("allocate")
+    return run_stage(tmp, keras_sample=5_000, epochs=5)
 
 
 def test_outputs_exist(run):
@@ -84,26 +84,15 @@ def hub_run(tmp_path_factory):
         "name,latitude,longitude\nLima school,-12.0464,-77.0428\n"
         "Arequipa school,-16.409,-71.5375\nIquitos school,-3.7491,-73.2538\n"
     )
-    pm.execute_notebook(
-        str(ROOT / "nbs" / "stages" / "allocate_resources.ipynb"),
-        str(tmp / "run.ipynb"),
-        kernel_name="urbanlab",
-        progress_bar=False,
-        cwd=str(ROOT),
-        parameters=dict(
-            learners=20_000,
-            keras_sample=3_000,
-            epochs=3,
-            k=10,
-            units="hub",
-            cost_per_km=0.1,
-            transport_budget=4_000_000.0,
-            facilities_path=str(tmp / "schools.csv"),
-            out_dir=str(tmp / "out"),
-            metrics_path=str(tmp / "metrics.json"),
-        ),
+    return run_stage(
+        tmp,
+        keras_sample=3_000,
+        epochs=3,
+        units="hub",
+        cost_per_km=0.1,
+        transport_budget=4_000_000.0,
+        facilities_path=str(tmp / "schools.csv"),
     )
-    return tmp
 
 
 def test_schools_are_the_units_and_the_budget_holds(hub_run):

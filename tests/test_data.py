@@ -1,10 +1,12 @@
-"""The data layer on real and broken files: schemas, messages, loaders, the join report, build_interim and `urbanlab validate`."""
+"""The data layer on real and broken files: schemas, messages, loaders, the join report, build_interim and
+`urbanlab validate`."""
 
-import csv, gzip, io, json, subprocess, sys
+import csv, gzip, io, json
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import validate_cli
 
 from urbanlab.core import UrbanlabError
 from urbanlab.data.schemas import KINDS, DataValidationError, validate_file, validate_frame
@@ -79,6 +81,7 @@ def test_real_row_counts():
         district_polygons=1834,
         wup_cities=1860,
         wup_annual=1860,
+        series=7,
     )
 
 
@@ -214,8 +217,8 @@ def test_geojson_duplicate_code_names_feature(tmp_path):
         json.dumps({"type": "FeatureCollection", "features": [feat("010101"), feat("010102"), feat("010101")]})
     )
     assert (
-        "d.geojson: column 'IDDIST': expected unique values; duplicated; first offending rows: 1 ('010101'), 3 ('010101')"
-        in error_of(p, "district_polygons")
+        "d.geojson: column 'IDDIST': expected unique values; duplicated; "
+        "first offending rows: 1 ('010101'), 3 ('010101')" in error_of(p, "district_polygons")
     )
 
 
@@ -320,14 +323,7 @@ def test_build_interim_sample(tmp_path):
 # --- the command line ---------------------------------------------------------------------------
 
 
-def cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "urbanlab.cli", "validate", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+cli = validate_cli  # `urbanlab validate ARGS...` in a subprocess (conftest)
 
 
 def test_cli_validate_ok():
@@ -343,6 +339,20 @@ def test_cli_validate_error_without_traceback(tmp_path):
     assert r.returncode == 1
     assert "Traceback" not in out
     assert "census.csv: column 'pop_total_2017': expected >= 0; first offending rows: 5 (-5)" in out
+
+
+def test_cli_validate_series(tmp_path):
+    "A growth series is a kind too: Peru's census totals pass; a unit with two years is refused, its rows named."
+    r = cli(RAW / KINDS["series"].path, "--kind", "series")
+    assert r.returncode == 0 and "OK" in r.stdout, r.stderr
+    p = tmp_path / "s.csv"
+    p.write_text("unit_id,year,population\np,1990,10\np,2000,11\nq,1990,5\nq,2000,6\nq,2010,7\n")
+    r = cli(p, "--kind", "series")
+    assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr
+    assert (
+        "s.csv: column 'unit_id': expected at least 3 years of each unit (a forecast needs them); "
+        "first offending rows: 2 ('p'), 3 ('p')" in r.stdout + r.stderr
+    )
 
 
 def test_cli_validate_unknown_kind(tmp_path):

@@ -1,12 +1,12 @@
 """SYNTHETIC learners (`urbanlab.data.learners`): the `learners` schema through `urbanlab validate`, determinism,
 the national calibration targets, labels against poverty, and the atomic parquet write."""
 
-import subprocess, sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import validate_cli
 
 import urbanlab.data.learners as L
 from urbanlab.data.schemas import DataValidationError, validate_file
@@ -30,14 +30,7 @@ def national(inputs, model):
     return L.sample_learners(inputs, 200_000, seed=0, model=model)
 
 
-def cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "urbanlab.cli", "validate", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+cli = validate_cli  # `urbanlab validate ARGS...` in a subprocess (conftest)
 
 
 # --- the schema and `urbanlab validate` -------------------------------------------------------
@@ -81,10 +74,12 @@ def test_cli_validate_bad_lms_export_names_file_column_rows(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 1 and "Traceback" not in out
     for line in [
-        "lms_bad.csv: column 'learner_id': expected unique values; duplicated; first offending rows: 2 ('A-1'), 3 ('A-1')",
+        "lms_bad.csv: column 'learner_id': expected unique values; duplicated; "
+        "first offending rows: 2 ('A-1'), 3 ('A-1')",
         "lms_bad.csv: column 'ubigeo': expected a 6-digit code string; first offending rows: 3 ('15010')",
         "lms_bad.csv: column 'grade': expected between 1 and 11; first offending rows: 4 (12)",
-        "lms_bad.csv: column 'has_device': expected true/false (also 1/0, yes/no, si/no); first offending rows: 3 ('maybe')",
+        "lms_bad.csv: column 'has_device': expected true/false (also 1/0, yes/no, si/no); "
+        "first offending rows: 3 ('maybe')",
         "lms_bad.csv: column 'usage_hours_week': expected >= 0; first offending rows: 3 (-1.0)",
         "lms_bad.csv: column 'past_score': expected between 0 and 20; first offending rows: 3 (21.0)",
     ]:

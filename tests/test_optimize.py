@@ -1,8 +1,11 @@
-"""The location optimizer: known answers on tiny instances, the OR-Library optima, agreement with spopt, clear errors, the CLI."""
+"""The location optimizer: known answers on tiny instances, the OR-Library optima, agreement with spopt, clear errors,
+the CLI."""
 
 import json, os, subprocess, sys
 import numpy as np
+import pulp  # pinned in requirements.txt: the spopt cross-checks below must run, never skip
 import pytest
+import spopt.locate
 from conftest import ROOT
 from urbanlab.core import UrbanlabError
 from urbanlab.optimize.costs import orlib_optima, read_orlib, read_orlib_edges, shortest_path_matrix
@@ -121,22 +124,18 @@ def shared():
 
 
 def test_mclp_matches_spopt(shared):
-    pulp = pytest.importorskip("pulp")
-    spopt = pytest.importorskip("spopt.locate")
     cost, w = shared
     ours = MCLP.from_cost_matrix(cost, w, p=3, radius=5).solve()
-    theirs = spopt.MCLP.from_cost_matrix(cost, w, service_radius=5, p_facilities=3).solve(pulp.HiGHS(msg=False))
+    theirs = spopt.locate.MCLP.from_cost_matrix(cost, w, service_radius=5, p_facilities=3).solve(pulp.HiGHS(msg=False))
     assert ours.objective_ == pytest.approx(pulp.value(theirs.problem.objective))
     covered = cost[np.arange(len(cost)), ours.assignment_] <= 5  # spopt's perc_cov counts points, unweighted
     assert 100 * covered.mean() == pytest.approx(theirs.perc_cov)
 
 
 def test_lscp_matches_spopt(shared):
-    pulp = pytest.importorskip("pulp")
-    spopt = pytest.importorskip("spopt.locate")
     cost, _ = shared
     ours = LSCP.from_cost_matrix(cost, radius=10).solve()
-    theirs = spopt.LSCP.from_cost_matrix(cost, service_radius=10).solve(pulp.HiGHS(msg=False))
+    theirs = spopt.locate.LSCP.from_cost_matrix(cost, service_radius=10).solve(pulp.HiGHS(msg=False))
     assert ours.objective_ == pulp.value(theirs.problem.objective) and ours.coverage_ == 1.0
 
 

@@ -4,7 +4,9 @@ import hashlib, json, re
 from pathlib import Path
 import nbformat
 import pandas as pd
+import pytest
 from conftest import sh
+from urbanlab.pipeline.stages import STAGES  # every declared stage, in pipeline order
 
 
 def digest(path: Path) -> str:
@@ -17,16 +19,7 @@ def test_run_writes_reports_and_index(project):
     log = (project / ".first-run.log").read_text()
     assert "Reports: " in log and str(project / "reports" / "index.html") in log
     index = (project / "reports" / "index.html").read_text()
-    for stage in [
-        "ingest",
-        "explore",
-        "train_growth",
-        "evaluate_growth",
-        "train_need",
-        "site_hubs",
-        "allocate_resources",
-        "report",
-    ]:
+    for stage in STAGES:
         assert f"href='stages/{stage}.html'" in index
         assert (project / "reports" / "stages" / f"{stage}.html").stat().st_size > 1000
     commit = sh(["git", "rev-parse", "--short=12", "HEAD"], project).stdout.strip()
@@ -63,11 +56,19 @@ def test_spark_migration_balance_matches_the_raw_table(project):
 
 def test_growth_stages_backtest_and_project(project):
     m = json.loads((project / "metrics" / "evaluate_growth.json").read_text())
-    for model in ["persistence", "linear", "exponential", "gbm", "urbanlab"]:
-        assert m[f"h10_{model}"]["mape"] > 0 and 0 <= m[f"h10_{model}"]["coverage"] <= 1
     assert m["cities"] == 1860 and m["best_baseline_h10"] in {"persistence", "linear", "exponential", "gbm"}
     errors = pd.read_csv(project / "data" / "processed" / "growth" / "backtest_errors.csv")
     assert set(errors.horizon) == {5, 10, 15} and (errors.groupby("horizon").n.first().tolist() == [3720, 3720, 1860])
+    h10 = errors[errors.horizon == 10].set_index("model")
+    for model in ["persistence", "linear", "exponential", "gbm", "urbanlab"]:
+        e = m[f"h10_{model}"]
+        assert e["mape"] == pytest.approx(h10.mape[model], abs=1e-3), model  # the metric is the table's figure
+        # every 80% interval, judged on 3,720 forecasts, within 10 points of nominal (measured: 76% to 88%)
+        assert e["coverage"] == pytest.approx(h10.coverage[model], abs=1e-3) and 0.7 <= e["coverage"] <= 0.9, (model, e)
+    # 10 years ahead, measured: urbanlab 7.8%, gbm 7.9%, linear 9.1%, against 20.8% for persistence
+    for model in ["linear", "gbm", "urbanlab"]:
+        assert m[f"h10_{model}"]["mape"] < 0.5 * m["h10_persistence"]["mape"], (model, m[f"h10_{model}"])
+    assert m["h10_urbanlab"]["mape"] < 10
     proj = pd.read_parquet(project / "data" / "processed" / "growth" / "district_projection.parquet")
     assert len(proj) == 1874 and proj.population.sum() == 29_381_884
     assert 30e6 < proj.population_2030.sum() < 38e6
@@ -86,16 +87,7 @@ def test_outputs_metrics_and_plots_for_dvc(project):
 
 def test_second_run_skips_every_stage(project):
     out = sh(["urbanlab", "run"], project).stdout
-    for stage in [
-        "ingest",
-        "explore",
-        "train_growth",
-        "evaluate_growth",
-        "train_need",
-        "site_hubs",
-        "allocate_resources",
-        "report",
-    ]:
+    for stage in STAGES:
         assert f"Stage '{stage}' didn't change, skipping" in out
     assert "Running stage" not in out
 

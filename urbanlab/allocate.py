@@ -7,132 +7,49 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 import highspy
 import numpy as np
 import pandas as pd
-from scipy.sparse import csc_matrix
 from .core import UrbanlabError, atomic_path, suggest
+from .data.schemas import NEEDS_FLAGS, file_row_numbers, read_flags, read_raw, show_path, validate_frame
+from .optimize.locate import highs_model
 
 # %% auto #0
-__all__ = ['TABLETS', 'POLICIES', 'check_needs', 'read_needs', 'check_supply', 'check_policy', 'LexResult', 'solve_lexicographic',
-           'poorness', 'solve_maxcover', 'maxmin_share', 'solve_maxmin', 'solve_equity', 'priority_tiers', 'fill_tiers',
-           'round_allocation', 'gini', 'AllocationSummary', 'Allocation', 'summarize', 'allocate', 'allocate_file',
-           'write_allocation', 'poverty_quintiles', 'pool_small', 'nearest_hubs']
+__all__ = ['TABLETS', 'POLICIES', 'NATIONAL_LEARNERS', 'COMPARISON', 'FIGURES', 'check_needs', 'read_needs', 'check_supply',
+           'check_policy', 'LexResult', 'solve_lexicographic', 'poorness', 'solve_maxcover', 'maxmin_share',
+           'solve_maxmin', 'solve_equity', 'priority_tiers', 'fill_tiers', 'round_allocation', 'gini',
+           'AllocationSummary', 'Allocation', 'summarize', 'allocate', 'allocate_file', 'write_allocation',
+           'poverty_quintiles', 'pool_small', 'nearest_hubs', 'unit_ids', 'unit_needs', 'scale_to_learners',
+           'compare_policies', 'best_alternative', 'policy_line', 'policy_verdict', 'policy_figures', 'items_per_hub',
+           'district_coverage']
 
 # %% ../nbs/45_allocate.ipynb #c005
 TABLETS = 1_056_430  # tablets adjudicated by MINEDU in 2020 (Lenovo 496,745 + 55,000; AOC 502,685)
 POLICIES = ("maxcover", "maxmin", "equity", "rule")
 
-# %% ../nbs/45_allocate.ipynb #c007
+# %% ../nbs/45_allocate.ipynb #c009
 _EXPECTED = (
     "expected columns unit_id, need and optionally poverty (share 0-1) or poverty_pct (0-100), "
-    "rural (0/1), quintile (1-5, 1 = poorest), cost_per_unit"
+    "rural (true/false), quintile (1-5, 1 = poorest), cost_per_unit"
 )
-_BOOL = {"1": True, "0": False, "1.0": True, "0.0": False, "true": True, "false": False, "yes": True, "no": False}
 
 
-def _where(df, i, source, col) -> str:
-    return f"{source}: column {col!r}, line {i + 2} (unit {df.unit_id.iloc[i]!r})"
-
-
-def _numbers(df, col, source, low=None, high=None, whole=False) -> np.ndarray:
-    "Column `col` as floats, or an `UrbanlabError` naming the first bad line."
-    v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
-    raw = df[col].to_numpy()
-    span = f" >= {low:g}" if high is None else f" in {low:g}..{high:g}"
-    bounds = np.zeros(len(v), dtype=bool) if low is None else (v < low) | ((v > high) if high is not None else False)
-    for bad, what in [
-        (np.isnan(v), "a number"),
-        (np.isinf(v), "a finite number"),
-        (bounds, f"a number{span}"),
-        ((v % 1 != 0) if whole else bounds, f"a whole number{span}"),
-    ]:
-        if bad.any():
-            i = int(np.argmax(bad))
-            got = (
-                f"{v[i]:g}"
-                if not np.isnan(v[i])
-                else "no value (NaN)"
-                if pd.isna(raw[i]) or raw[i] == ""
-                else repr(raw[i])
-            )
-            raise UrbanlabError(f"{_where(df, i, source, col)}: expected {what}, got {got}.")
-    return v
-
-# %% ../nbs/45_allocate.ipynb #c009
-def _check_ids(df, source) -> pd.Series:
-    ids = df.unit_id.astype(object)
-    blank = ids.isna().to_numpy() | (ids.astype(str).str.strip() == "").to_numpy()
-    if blank.any():
-        raise UrbanlabError(
-            f"{source}: column 'unit_id', line {int(np.argmax(blank)) + 2}: expected a unit id, got no value."
-        )
-    ids = ids.astype(str)
-    dup = ids.duplicated(keep=False).to_numpy()
-    if dup.any():
-        lines = [i + 2 for i in np.nonzero(ids == ids.iloc[int(np.argmax(dup))])[0]]
-        raise UrbanlabError(
-            f"{source}: column 'unit_id': duplicate unit id {ids.iloc[int(np.argmax(dup))]!r} on lines "
-            f"{', '.join(map(str, lines))}; expected one row per unit."
-        )
-    return ids
-
-
-def _bools(df, col, source) -> np.ndarray:
-    s = df[col].astype(object).map(lambda v: _BOOL.get(str(v).strip().lower()) if not pd.isna(v) else None)
-    if s.isna().any():
-        i = int(np.argmax(s.isna().to_numpy()))
-        raw = df[col].iloc[i]
-        raise UrbanlabError(
-            f"{_where(df, i, source, col)}: expected 1/0, true/false or yes/no, got "
-            f"{'no value (NaN)' if pd.isna(raw) else repr(raw)}."
-        )
-    return s.to_numpy(dtype=bool)
-
-
-def check_needs(df: pd.DataFrame, source: str = "needs") -> pd.DataFrame:
-    "A clean copy of a needs table (see the columns above), or an `UrbanlabError` naming source, column, line and unit."
-    missing = [c for c in ("unit_id", "need") if c not in df.columns]
-    if missing:
-        raise UrbanlabError(f"{source}: missing column(s) {missing}; {_EXPECTED}.")
-    if df.empty:
-        raise UrbanlabError(f"{source}: no rows; {_EXPECTED}.")
-    if {"poverty", "poverty_pct"} <= set(df.columns):
-        raise UrbanlabError(
-            f"{source}: both 'poverty' (share 0-1) and 'poverty_pct' (0-100) given; expected one of them."
-        )
-    out = df.reset_index(drop=True).copy()
-    out["unit_id"] = _check_ids(out, source)
-    out["need"] = _numbers(out, "need", source, low=0)
-    if "poverty" in out:
-        out["poverty"] = _numbers(out, "poverty", source, 0, 1)
-    if "poverty_pct" in out:
-        out["poverty_pct"] = _numbers(out, "poverty_pct", source, 0, 100) / 100
-        out = out.rename(columns={"poverty_pct": "poverty"})
-    if "rural" in out:
-        out["rural"] = _bools(out, "rural", source)
-    if "quintile" in out:
-        out["quintile"] = _numbers(out, "quintile", source, 1, 5, whole=True).astype(int)
-    if "cost_per_unit" in out:
-        out["cost_per_unit"] = _numbers(out, "cost_per_unit", source, low=0)
-    return out
+def check_needs(
+    df: pd.DataFrame,  # a needs table (see the columns above)
+    source: str = "needs",  # the name messages start with
+    row_of: Callable | None = None,  # row positions -> row numbers in the file (default: position + 2)
+) -> pd.DataFrame:
+    "A clean copy of a needs table, or a `DataValidationError` naming the source, the column and the rows."
+    t = validate_frame(read_flags(df.reset_index(drop=True), NEEDS_FLAGS), "needs", source, row_of)
+    if "poverty_pct" in t:
+        t = t.assign(poverty_pct=t.poverty_pct / 100).rename(columns={"poverty_pct": "poverty"})
+    return t.astype({c: kind for c, kind in dict(unit_id=str, rural=bool, quintile=int).items() if c in t})
 
 # %% ../nbs/45_allocate.ipynb #c012
-def _read_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise UrbanlabError(f"{path}: file not found.")
-    try:
-        df = pd.read_csv(path, dtype={"unit_id": str}, keep_default_na=False, na_values=[""])
-    except pd.errors.EmptyDataError:
-        raise UrbanlabError(f"{path}: the file is empty; {_EXPECTED}.") from None
-    except pd.errors.ParserError as e:
-        raise UrbanlabError(f"{path}: not a readable CSV ({str(e).strip()}).") from None
-    return df
-
-
 def read_needs(path: str | Path) -> pd.DataFrame:
     "Read and check a needs CSV (`unit_id, need`, optional poverty/poverty_pct, rural, quintile, cost_per_unit)."
-    return check_needs(_read_csv(Path(path)), str(path))
+    return check_needs(read_raw(path, "needs"), show_path(path), file_row_numbers(path, "needs"))
 
 # %% ../nbs/45_allocate.ipynb #c015
 def check_supply(supply, what: str = "supply") -> float:
@@ -173,25 +90,9 @@ class LexResult:
 
 def solve_lexicographic(objectives, lower, upper, A, row_lower, row_upper) -> LexResult:
     "Maximise each objective in turn without lowering the ones before (LP, HiGHS simplex, warm-started)."
-    A = csc_matrix(A)
-    n = A.shape[1]
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
     c = [np.asarray(o, dtype=float) for o in objectives]
-    h.passModel(
-        n,
-        A.shape[0],
-        A.nnz,
-        1,
-        -1,
-        0.0,
-        c[0],
-        *(np.asarray(v, dtype=float) for v in (lower, upper, row_lower, row_upper)),
-        A.indptr.astype(np.int32),
-        A.indices.astype(np.int32),
-        A.data.astype(float),
-        np.zeros(n, dtype=np.int32),
-    )
+    h = highs_model(c[0], lower, upper, None, A, row_lower, row_upper, maximize=True)
+    n = h.getNumCol()
     values = []
     for k, ck in enumerate(c):
         if k:
@@ -383,7 +284,8 @@ class Allocation:
     summary: AllocationSummary
 
     def __repr__(self):
-        return f"Allocation({self.summary.policy}: {self.summary.allocated:,.0f} of {self.summary.supply:,.0f} to {self.summary.units_served:,} units)"
+        s = self.summary
+        return f"Allocation({s.policy}: {s.allocated:,.0f} of {s.supply:,.0f} to {s.units_served:,} units)"
 
 # %% ../nbs/45_allocate.ipynb #c051
 def _solve(t: pd.DataFrame, supply, policy, budget) -> LexResult:
@@ -434,7 +336,7 @@ def allocate(
     whole: bool = True,
     source: str = "needs",
 ) -> Allocation:
-    "Allocate `supply` across the units of `needs` by `policy` (maxcover, maxmin, equity, rule), within an optional transport budget."
+    "Allocate `supply` across the units of `needs` by `policy` (maxcover, maxmin, equity, rule), within a budget."
     policy = check_policy(policy)
     supply = check_supply(supply)
     budget = None if budget is None else check_supply(budget, "budget")
@@ -467,7 +369,7 @@ def allocate_file(
     check_supply(supply)
     if budget is not None:
         check_supply(budget, "budget")
-    return allocate(_read_csv(Path(path)), supply, policy, budget, whole, source=str(path))
+    return allocate(read_needs(path), supply, policy, budget, whole, source=show_path(path))
 
 
 def write_allocation(a: Allocation, path: str | Path) -> Path:
@@ -498,7 +400,7 @@ def write_allocation(a: Allocation, path: str | Path) -> Path:
 
 # %% ../nbs/45_allocate.ipynb #c060
 def poverty_quintiles(poverty, weights=None) -> np.ndarray:
-    "Quintile 1..5 of each unit by poverty rate (1 = poorest), each holding about a fifth of `weights` (default: units)."
+    "Quintile 1..5 of each unit by poverty rate (1 = poorest), each with about a fifth of `weights` (default: units)."
     p = np.asarray(poverty, dtype=float)
     w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=float)
     o = np.argsort(-p, kind="stable")
@@ -513,7 +415,7 @@ def pool_small(
     k: int,  # smallest unit allowed
     size: str = "learners",  # the column counted
 ) -> pd.Series:
-    "Each row's allocation unit: its `ubigeo` from `k` up, else its department pool `DD0000`, else the national pool `000000`."
+    "Each row's allocation unit: its `ubigeo` from `k` up, else its department's pool `DD0000`, else `000000`."
     unit = d.ubigeo.where(d[size] >= k, d.ubigeo.str[:2] + "0000")
     unit = unit.where(unit.map(d.groupby(unit)[size].sum()) >= k, "000000")
     if 0 < d[size][unit == "000000"].sum() < k:  # even the national pool is small: it joins the largest pool
@@ -535,7 +437,8 @@ def nearest_hubs(
     if (where < 0).any():
         raise UrbanlabError(
             f"districts: {(where < 0).sum()} rows have no capital coordinates, e.g. ubigeo "
-            f"{districts.ubigeo.iloc[np.flatnonzero(where < 0)[0]]}; expected latitude and longitude for every district."
+            f"{districts.ubigeo.iloc[np.flatnonzero(where < 0)[0]]}; "
+            "expected latitude and longitude for every district."
         )
     ids = np.array([f"H{i + 1:02d}" for i in range(len(hubs))])
     return pd.DataFrame(
@@ -547,3 +450,151 @@ def nearest_hubs(
             cost_per_unit=km * check_supply(cost_per_km, "cost_per_km"),
         )
     )
+
+# %% ../nbs/45_allocate.ipynb #115cc19d
+def unit_ids(
+    d: pd.DataFrame,  # one row per district: `ubigeo`, `learners` and, for `by="hub"`, `hub_id`
+    k: int,  # smallest unit allowed
+    by: str = "district",  # "district" (pooled when small) or "hub"
+) -> pd.Series:
+    "Each district's allocation unit: its district or pool (`by='district'`), or its hub or `pool` (`by='hub'`)."
+    if by == "district":
+        return pool_small(d, k)
+    if by != "hub":
+        raise UrbanlabError(f"units = {by!r}: expected 'district' or 'hub'.")
+    hub_size = d.hub_id.map(d.groupby("hub_id").learners.sum())
+    return d.hub_id.where(hub_size >= k, "pool")  # a hub serving fewer than k learners is pooled
+
+# %% ../nbs/45_allocate.ipynb #6e27f4e8
+def unit_needs(
+    d: pd.DataFrame,  # one row per district: `unit_id`, `ubigeo`, `learners`, `poverty_pct`, `rural_share`, `need`
+    need: str,  # the column of expected learners in need, e.g. `expected_needs_device`
+) -> pd.DataFrame:
+    "Per unit: `unit_id`, `need`, `poverty_pct`, `rural`, `learners`, `districts`, [`cost_per_unit`], `quintile`."
+    cost = "cost_per_unit" in d
+    g = (
+        d.assign(
+            pov_w=d.poverty_pct * d.learners,
+            rural_w=d.rural_share * d.learners,
+            expected=d[need],
+            cost_w=d.cost_per_unit * d.learners if cost else 0.0,
+        )
+        .groupby("unit_id", as_index=False)
+        .agg(
+            learners=("learners", "sum"),
+            expected=("expected", "sum"),
+            pov_w=("pov_w", "sum"),
+            rural_w=("rural_w", "sum"),
+            cost_w=("cost_w", "sum"),
+            districts=("ubigeo", "size"),
+        )
+    )
+    t = pd.DataFrame(
+        dict(
+            unit_id=g.unit_id,
+            need=g.expected.round().astype("int64"),
+            poverty_pct=(g.pov_w / g.learners).round(3),
+            rural=g.rural_w / g.learners > 0.5,
+            learners=g.learners,
+            districts=g.districts,
+        )
+    )
+    if cost:
+        t["cost_per_unit"] = (g.cost_w / g.learners).round(4)
+    t["quintile"] = poverty_quintiles(t.poverty_pct, t.learners)
+    return t
+
+# %% ../nbs/45_allocate.ipynb #ad7c6899
+NATIONAL_LEARNERS = 8_000_000  # Peru's learners, about: what the tablet programme's supply was meant for
+
+
+def scale_to_learners(
+    amount: float,  # a supply or a budget meant for `national` learners
+    learners: int,  # the learners actually modelled
+    national: int = NATIONAL_LEARNERS,
+) -> float:
+    "`amount` × `learners` / `national` when there are fewer than `national` learners, else `amount`."
+    return amount * learners / national if learners < national else amount
+
+# %% ../nbs/45_allocate.ipynb #a7a2aa95
+# fmt: off
+COMPARISON = [  # the columns of the policy comparison, in order
+    "policy", "allocated", "need", "need_covered", "min_coverage", "mean_coverage", "gini_coverage",
+    "poorest_unmet", "poorest_unmet_share", "units_served", "cost", "seconds",
+]
+# fmt: on
+
+
+def compare_policies(results: dict) -> pd.DataFrame:
+    "One row per `Allocation` in `results` (policy -> allocation): the `COMPARISON` figures of its summary."
+    return pd.DataFrame([a.summary.to_dict() for a in results.values()])[COMPARISON].rename(
+        columns={"cost": "transport_cost"}
+    )
+
+# %% ../nbs/45_allocate.ipynb #86cfc2f3
+def best_alternative(comparison: pd.DataFrame, baseline: str = "rule") -> str:
+    "The policy other than `baseline` covering the most need, then leaving the poorest least unmet, then lowest Gini."
+    others = comparison.set_index("policy").drop(baseline)
+    order = others.sort_values(["need_covered", "poorest_unmet", "gini_coverage"], ascending=[False, True, True])
+    return order.index[0]
+
+# %% ../nbs/45_allocate.ipynb #802cdf3a
+def policy_line(comparison: pd.DataFrame, policy: str) -> str:
+    "A markdown bullet with the figures of `policy` in `comparison`."
+    r = comparison.set_index("policy").loc[policy]
+    return (
+        f"- **{policy}**: covers {r.need_covered:.1%} of the need, mean coverage {r.mean_coverage:.1%}, "
+        f"lowest {r.min_coverage:.1%}, Gini {r.gini_coverage:.3f}, unmet need of the poorest quintile "
+        f"{r.poorest_unmet:,.0f} ({r.poorest_unmet_share:.1%})"
+        + (f", transport cost {r.transport_cost:,.0f}" if pd.notna(r.transport_cost) else "")
+    )
+
+
+def policy_verdict(comparison: pd.DataFrame, baseline: str = "rule") -> str:
+    "Markdown: a line per policy (`baseline` first), then the best alternative to `baseline` and what it changes."
+    c, best = comparison.set_index("policy"), best_alternative(comparison, baseline)
+    covered, unmet = (c.loc[best, q] - c.loc[baseline, q] for q in ["need_covered", "poorest_unmet"])
+    return (
+        "\n".join(policy_line(comparison, p) for p in [baseline, *c.index.drop(baseline)])
+        + f"\n\nThe best alternative to `{baseline}` (most need covered, then least unmet need in the poorest "
+        f"quintile, then the most even coverage) is **{best}**: {covered:+.1%} of the need covered and "
+        f"{unmet:+,.0f} unmet need in the poorest quintile against `{baseline}`."
+    )
+
+# %% ../nbs/45_allocate.ipynb #f45fd3c2
+FIGURES = [
+    "allocated",
+    "need_covered",
+    "min_coverage",
+    "mean_coverage",
+    "gini_coverage",
+    "poorest_unmet",
+    "transport_cost",
+]
+
+
+def policy_figures(comparison: pd.DataFrame) -> dict:
+    "{policy: {figure: value}} of the `FIGURES` of each row of `comparison`, rounded to 4 decimals."
+    c = comparison.set_index("policy")
+    return {p: {q: round(float(c.loc[p, q]), 4) for q in FIGURES if pd.notna(c.loc[p, q])} for p in c.index}
+
+# %% ../nbs/45_allocate.ipynb #fea8df3b
+def items_per_hub(
+    results: dict,  # policy -> `Allocation` of the same hub units
+    d: pd.DataFrame,  # one row per district: `unit_id` and its hub's name `hub`
+) -> pd.DataFrame:
+    "Per hub unit: `hub` (its name, or '(pooled small hubs)'), `need`, and one column of items per policy."
+    names = d.drop_duplicates("unit_id").set_index("unit_id").hub
+    names = names.where(names.index != "pool", "(pooled small hubs)")
+    by_hub = pd.DataFrame({pol: a.table.set_index("unit_id").allocation for pol, a in results.items()})
+    by_hub.insert(0, "need", next(iter(results.values())).table.set_index("unit_id").need)
+    by_hub.insert(0, "hub", by_hub.index.map(names))
+    return by_hub.sort_values("need", ascending=False)
+
+
+def district_coverage(
+    table: pd.DataFrame,  # an allocation's table: `unit_id`, `coverage`
+    units: pd.DataFrame,  # one row per district: `unit_id` and whatever else to keep (`ubigeo`, `district`)
+) -> pd.DataFrame:
+    "`units` with the `coverage` of each district's unit in `table`."
+    return units.merge(table[["unit_id", "coverage"]], on="unit_id")

@@ -20,9 +20,9 @@ from .schemas import get_kind, validate_file
 from .load import load_census, load_districts, load_populated_places
 
 # %% auto #0
-__all__ = ['LEARNER_COLUMNS', 'district_inputs', 'load_inputs', 'allocate_learners', 'LearnerModel', 'rural_probability',
-           'welfare_mean', 'calibrate', 'generate_chunk', 'chunk_plan', 'generate_learners', 'sample_learners',
-           'write_learners', 'read_learners', 'load_learners', 'suppress_small_groups']
+__all__ = ['LEARNER_ATTRIBUTES', 'LEARNER_COLUMNS', 'district_inputs', 'load_inputs', 'allocate_learners', 'LearnerModel',
+           'rural_probability', 'welfare_mean', 'calibrate', 'generate_chunk', 'chunk_plan', 'generate_learners',
+           'sample_learners', 'write_learners', 'read_learners', 'load_learners', 'suppress_small_groups']
 
 # %% ../../nbs/12_data.learners.ipynb #c006
 def district_inputs(
@@ -97,7 +97,7 @@ def _bisect(f, lo: float, hi: float, n: int = 80) -> float:
 
 
 def rural_probability(s, K: float) -> np.ndarray:
-    "Share of learners who are rural in a district whose share of rural places is `s`, urban places holding `K` times more."
+    "Share of rural learners in a district whose share of rural places is `s`, urban places holding `K` times more."
     s = np.asarray(s, dtype=float)
     return s / (s + K * (1 - s))
 
@@ -159,24 +159,11 @@ def calibrate(
     return m
 
 # %% ../../nbs/12_data.learners.ipynb #c020
-LEARNER_COLUMNS = [
-    "learner_id",
-    "ubigeo",
-    "school_id",
-    "grade",
-    "rural",
-    "poverty_quintile",
-    "has_device",
-    "has_connectivity",
-    "has_printed_materials",
-    "usage_hours_week",
-    "past_score",
-    "needs_device",
-    "needs_connectivity",
-    "needs_materials",
-    "tablet_target",
-    "synthetic",
-]
+# what a learner is (the models' learner-level features), then the columns around them
+LEARNER_ATTRIBUTES = ["grade", "rural", "poverty_quintile", "has_device", "has_connectivity", "has_printed_materials"]
+LEARNER_ATTRIBUTES += ["usage_hours_week", "past_score"]
+LEARNER_COLUMNS = ["learner_id", "ubigeo", "school_id", *LEARNER_ATTRIBUTES]
+LEARNER_COLUMNS += ["needs_device", "needs_connectivity", "needs_materials", "tablet_target", "synthetic"]
 
 
 def _grades(rng, rural: np.ndarray, m: LearnerModel) -> np.ndarray:
@@ -188,7 +175,7 @@ def _grades(rng, rural: np.ndarray, m: LearnerModel) -> np.ndarray:
         out[idx] = rng.choice(np.arange(1, 12, dtype=np.int8), size=len(idx), p=p / p.sum())
     return out
 
-
+# %% ../../nbs/12_data.learners.ipynb #fdf725db
 def _schools(rng, ubigeo: np.ndarray, n: np.ndarray, pi: np.ndarray, rural: np.ndarray, m: LearnerModel):
     "A dictionary array of school ids: `{ubigeo}-U001` / `-R001`, each learner in a school of its district and kind."
     counts = [
@@ -207,7 +194,7 @@ def _schools(rng, ubigeo: np.ndarray, n: np.ndarray, pi: np.ndarray, rural: np.n
     code = offset[rural, d] + np.floor(rng.random(len(d)) * size).astype(np.int64)
     return pa.DictionaryArray.from_arrays(pa.array(code, pa.int32()), pa.array(names, pa.string()))
 
-
+# %% ../../nbs/12_data.learners.ipynb #da2a6402
 def _flip(rng, label: np.ndarray, noise: float) -> np.ndarray:
     "`label` with each value flipped with probability `noise`."
     return label ^ (rng.random(len(label)) < noise)

@@ -18,11 +18,12 @@ from ..core import UrbanlabError
 
 # %% auto #0
 __all__ = ['DISTRICTS', 'PROVINCES', 'DEPARTMENTS', 'CENSUS', 'MIGRATION', 'POPULATED_PLACES', 'DISTRICT_POLYGONS', 'WUP_CITIES',
-           'WUP_ANNUAL', 'FACILITIES', 'FLAG_WORDS', 'LEARNER_FLAGS', 'LEARNERS', 'KINDS', 'DataValidationError',
-           'code_column', 'number_column', 'text_column', 'latitude', 'longitude', 'count', 'percent', 'unit_index',
-           'read_csv_codes', 'read_geojson', 'csv_record_lines', 'wup_schema', 'flag_column', 'read_flags',
-           'read_learner_csv', 'RawKind', 'get_kind', 'describe_check', 'show_value', 'failure_groups',
-           'format_failures', 'validate_frame', 'show_path', 'read_raw', 'file_row_numbers', 'validate_file']
+           'WUP_ANNUAL', 'FACILITIES', 'FLAG_WORDS', 'LEARNER_FLAGS', 'LEARNERS', 'KINDS', 'NEEDS_FLAGS', 'NEEDS',
+           'SERIES_MIN_POINTS', 'SERIES', 'DataValidationError', 'code_column', 'number_column', 'text_column',
+           'latitude', 'longitude', 'count', 'percent', 'unit_index', 'read_csv_codes', 'read_geojson',
+           'csv_record_lines', 'wup_schema', 'flag_column', 'read_flags', 'read_learner_csv', 'RawKind', 'get_kind',
+           'describe_check', 'show_value', 'failure_groups', 'format_failures', 'validate_frame', 'show_path',
+           'read_raw', 'file_row_numbers', 'validate_file', 'read_needs_csv', 'finite_number']
 
 # %% ../../nbs/10_data.schemas.ipynb #c005
 class DataValidationError(UrbanlabError):
@@ -65,7 +66,7 @@ def latitude(**kw) -> pa.Column:
 def longitude(**kw) -> pa.Column:
     return number_column(-180, 180, **kw)
 
-
+# %% ../../nbs/10_data.schemas.ipynb #ef7fe7c5
 def count(**kw) -> pa.Column:
     return number_column(0, dtype="int64", **kw)
 
@@ -124,7 +125,7 @@ def _place_columns(nullable: bool) -> dict:
         pct_pobreza_extrema=percent(**n),
     )
 
-
+# %% ../../nbs/10_data.schemas.ipynb #92e286aa
 def _has(d: pd.DataFrame, *cols) -> bool:
     return set(cols) <= set(d.columns)
 
@@ -159,26 +160,17 @@ DISTRICTS = pa.DataFrameSchema(
     name="districts",
 )
 
-PROVINCES = pa.DataFrameSchema(
-    dict(
-        inei=code_column(6, unique=True),
-        reniec=code_column(6, unique=True),
-        provincia=text_column(),
-        indice_densidad_estado=unit_index(),
-        **_place_columns(nullable=False),
-    ),
-    name="provinces",
-)
 
-DEPARTMENTS = pa.DataFrameSchema(
-    dict(
-        inei=code_column(6, unique=True),
-        reniec=code_column(6, unique=True),
-        indice_densidad_estado=unit_index(),
-        **_place_columns(nullable=False),
-    ),
-    name="departments",
-)
+def _region_schema(name: str, **names) -> pa.DataFrameSchema:
+    "A province or department table: unique codes, its `names` columns, the shared indicators (none missing)."
+    codes = dict(inei=code_column(6, unique=True), reniec=code_column(6, unique=True))
+    return pa.DataFrameSchema(
+        dict(**codes, **names, indice_densidad_estado=unit_index(), **_place_columns(nullable=False)), name=name
+    )
+
+
+PROVINCES = _region_schema("provinces", provincia=text_column())
+DEPARTMENTS = _region_schema("departments")
 
 # %% ../../nbs/10_data.schemas.ipynb #c020
 CENSUS = pa.DataFrameSchema(
@@ -488,3 +480,75 @@ def validate_file(
 ) -> pd.DataFrame:
     "Read and validate the file `path` of kind `kind`; the validated frame, or `DataValidationError`."
     return validate_frame(read_raw(path, kind), kind, show_path(path), file_row_numbers(path, kind))
+
+# %% ../../nbs/10_data.schemas.ipynb #488fba60
+NEEDS_FLAGS = ("rural",)
+
+
+def read_needs_csv(path: str | Path) -> pd.DataFrame:
+    "Read a needs CSV: `unit_id` as text, only empty cells missing (`NA` is a name), true/false words as booleans."
+    return read_flags(pd.read_csv(path, dtype={"unit_id": str}, keep_default_na=False, na_values=[""]), NEEDS_FLAGS)
+
+# %% ../../nbs/10_data.schemas.ipynb #6d1cede1
+def finite_number(lo: float = 0, **kw) -> pa.Column:
+    "A numeric column (float64, parsed) of finite values >= `lo`."
+    return pa.Column(
+        "float64",
+        [pa.Check.ge(lo, error=f">= {lo}"), pa.Check(np.isfinite, error="a finite number")],
+        coerce=True,
+        **kw,
+    )
+
+
+def _one_poverty(d: pd.DataFrame) -> bool:
+    "At most one of `poverty` (share) and `poverty_pct` (percentage)."
+    return not _has(d, "poverty", "poverty_pct")
+
+
+NEEDS = pa.DataFrameSchema(
+    dict(
+        unit_id=pa.Column(
+            str, pa.Check(lambda s: s.str.strip() != "", error="a unit id, not blank"), unique=True, coerce=True
+        ),
+        need=finite_number(0),
+        poverty=unit_index(required=False),
+        poverty_pct=percent(required=False),
+        rural=flag_column(required=False),
+        quintile=pa.Column(
+            "float64",
+            [pa.Check.in_range(1, 5, error="between 1 and 5"), pa.Check(lambda q: q % 1 == 0, error="a whole number")],
+            coerce=True,
+            required=False,
+        ),
+        cost_per_unit=finite_number(0, required=False),
+    ),
+    checks=[
+        pa.Check(_one_poverty, error="one poverty column: 'poverty' (share 0-1) or 'poverty_pct' (0-100), not both")
+    ],
+    name="needs",
+)
+KINDS["needs"] = RawKind("", read_needs_csv, NEEDS)  # no default: a planner's own file
+
+# %% ../../nbs/10_data.schemas.ipynb #a616c001
+SERIES_MIN_POINTS = 3  # the fewest observations a forecast needs: two growth rates to see a trend
+
+
+def _enough_points(unit: pd.Series) -> pd.Series:
+    "Whether each row's unit has at least `SERIES_MIN_POINTS` rows."
+    return unit.map(unit.value_counts()) >= SERIES_MIN_POINTS
+
+
+SERIES = pa.DataFrameSchema(
+    dict(
+        unit_id=pa.Column(
+            str,
+            pa.Check(_enough_points, error=f"at least {SERIES_MIN_POINTS} years of each unit (a forecast needs them)"),
+            coerce=True,
+        ),
+        year=pa.Column("float64", pa.Check(lambda y: y % 1 == 0, error="whole years"), coerce=True),
+        population=pa.Column("float64", pa.Check.gt(0, error="> 0"), coerce=True),
+    ),
+    unique=["unit_id", "year"],
+    name="series",
+)
+KINDS["series"] = RawKind("peru/census_totals_1940_2017.csv", partial(read_csv_codes, codes=("unit_id",)), SERIES)

@@ -9,8 +9,21 @@ from sklearn.neighbors import BallTree
 from ..core import EARTH_RADIUS_KM, UrbanlabError
 
 # %% auto #0
-__all__ = ['BASE_FEATURES', 'nearest_target', 'nearest_km', 'place_mix', 'km_to_province_capital', 'need_features',
-           'feature_columns']
+__all__ = ['BASE_FEATURES', 'great_circle_km', 'nearest_target', 'nearest_km', 'place_mix', 'km_to_province_capital',
+           'need_features', 'feature_columns']
+
+# %% ../../nbs/21_features.need.ipynb #fe8fc79a
+def great_circle_km(
+    lat1,  # latitudes of the first points, degrees
+    lon1,  # their longitudes
+    lat2,  # latitudes of the second points (numpy broadcasting pairs them with the first)
+    lon2,  # their longitudes
+    radius: float = EARTH_RADIUS_KM,  # of the sphere, km
+) -> np.ndarray:
+    "Great-circle km between (`lat1`, `lon1`) and (`lat2`, `lon2`) by the haversine formula; NaN where one is missing."
+    p1, l1, p2, l2 = (np.radians(np.asarray(v, dtype=float)) for v in (lat1, lon1, lat2, lon2))
+    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin((l2 - l1) / 2) ** 2
+    return 2 * radius * np.arcsin(np.sqrt(np.clip(h, 0, 1)))
 
 # %% ../../nbs/21_features.need.ipynb #c005
 def _radians(points: pd.DataFrame, name: str) -> np.ndarray:
@@ -26,7 +39,7 @@ def nearest_target(
     targets: pd.DataFrame,  # what to measure to
     name: str = "targets",  # what the targets are, for error messages
 ) -> tuple[np.ndarray, np.ndarray]:
-    "For each point, the position in `targets` of its nearest target (-1 without coordinates) and the great-circle km to it."
+    "For each point, the position in `targets` of its nearest target (-1 without coordinates) and the km to it."
     t = _radians(targets, name)
     has = np.flatnonzero(~np.isnan(t).any(axis=1))
     if not len(has):
@@ -71,12 +84,9 @@ def km_to_province_capital(districts: pd.DataFrame) -> pd.Series:
     d = districts.dropna(subset=["ubigeo"]).drop_duplicates("ubigeo").set_index("ubigeo")
     cap = d.loc[d.index.str.endswith("01"), ["latitude", "longitude"]]
     cap.index = cap.index.str[:4]
-    pairs = d[["latitude", "longitude"]].join(cap, on=d.index.str[:4], rsuffix="_cap")
-    lat1, lon1, lat2, lon2 = (
-        np.radians(pairs[c].to_numpy(dtype=float)) for c in ["latitude", "longitude", "latitude_cap", "longitude_cap"]
-    )
-    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    return pd.Series(2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(h)), index=d.index, name="km_to_province_capital")
+    p = d[["latitude", "longitude"]].join(cap, on=d.index.str[:4], rsuffix="_cap")
+    km = great_circle_km(p.latitude, p.longitude, p.latitude_cap, p.longitude_cap)
+    return pd.Series(km, index=d.index, name="km_to_province_capital")
 
 # %% ../../nbs/21_features.need.ipynb #c015
 def need_features(

@@ -20,7 +20,8 @@ def add_density(
 
 # %% ../../nbs/20_features.patterns.ipynb #c008
 def migration_balance(flows, dest: str = "dest_ubigeo", origin: str = "origin_ubigeo", persons: str = "persons"):
-    "Per district (a Spark DataFrame): stayers, in-migrants (other districts; abroad or unknown), out-migrants, net internal."
+    """Per district (a Spark DataFrame): stayers, in-migrants (other districts; abroad or unknown), out-migrants, net
+    internal."""
     from pyspark.sql import functions as F
 
     moved = F.col(origin).isNotNull() & (F.col(origin) != F.col(dest))
@@ -80,7 +81,8 @@ def patterns_from_interim(
 def growth_rates(
     df: pd.DataFrame, unit: str = "city_code", year: str = "year", population: str = "population"
 ) -> pd.DataFrame:
-    "Average annual growth (% per year, continuous) of each `unit` between consecutive `year`s, at the end year of each period."
+    """Average annual growth (% per year, continuous) of each `unit` between consecutive `year`s, at the end year of
+    each period."""
     df = df.sort_values([unit, year])
     g = df.groupby(unit)
     span = df[year] - g[year].shift()

@@ -46,7 +46,7 @@ BACKTEST_CUTOFFS = (2000, 2005)
 FINAL_CUTOFF = 2015
 MODEL_NAMES = {**{f"cutoff_{c}": c for c in BACKTEST_CUTOFFS}, "final": FINAL_CUTOFF}
 
-
+# %% ../../nbs/33_models.backtest.ipynb #c3cbbd84
 def train_models(series: pd.DataFrame, covariates, folder: str | Path, **growth) -> dict:
     "Train and save urbanlab's growth model for each cutoff in `MODEL_NAMES`; training figures by name."
     import time
@@ -76,7 +76,8 @@ def errors(results: pd.DataFrame, by=("model", "horizon")) -> pd.DataFrame:
 
 # %% ../../nbs/33_models.backtest.ipynb #c012
 def un_agreement(forecast: pd.DataFrame, un: pd.DataFrame) -> pd.DataFrame:
-    "Median and mean absolute % difference between a forecast and the UN projection (`unit_id, year, population`), by horizon."
+    """Median and mean absolute % difference between a forecast and the UN projection (`unit_id, year, population`), by
+    horizon."""
     m = forecast.merge(un, on=["unit_id", "year"])
     d = 100 * (m.q50 - m.population).abs() / m.population
     return (
@@ -91,12 +92,14 @@ def _check_cutoff(series: pd.DataFrame, cutoff: int, source: str) -> None:
     lo, hi = series.year.min(), series.year.max()
     if not lo <= cutoff < hi:
         raise UrbanlabError(
-            f"{source}: cutoff {cutoff} is outside the data ({lo}-{hi}); it must leave at least one later year to check."
+            f"{source}: cutoff {cutoff} is outside the data ({lo}-{hi}); "
+            "it must leave at least one later year to check."
         )
     few = series[series.year <= cutoff].groupby("unit_id").size().reindex(series.unit_id.unique(), fill_value=0)
     if (few < 3).any():
         raise UrbanlabError(
-            f"{source}: unit {few[few < 3].index[0]!r} has {few[few < 3].iloc[0]} point(s) up to {cutoff}; a forecast needs at least 3."
+            f"{source}: unit {few[few < 3].index[0]!r} has {few[few < 3].iloc[0]} point(s) up to {cutoff}; "
+            "a forecast needs at least 3."
         )
 
 

@@ -24,7 +24,7 @@ def _un():
 
     return wup_series(load_wup_cities())
 
-
+# %% ../../nbs/39_models.cli.ipynb #471e2ac7
 @growth_app.command("backtest")
 def growth_backtest(
     series: Path = typer.Option(..., help="CSV with columns unit_id, year, population."),
@@ -45,7 +45,7 @@ def growth_backtest(
     for m, e in summary["models"].items():
         typer.echo(f"{m:12} {e['mape']:8.2f} {e['median_ape']:9.2f} {e['bias']:+8.2f} {e['coverage']:9.2f}")
 
-
+# %% ../../nbs/39_models.cli.ipynb #6cefe35d
 @growth_app.command("forecast")
 def growth_forecast(
     series: Path = typer.Option(..., help="CSV with columns unit_id, year, population."),

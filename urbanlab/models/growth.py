@@ -212,7 +212,8 @@ def matrix_features(years: np.ndarray, pops: np.ndarray, lags: int = 4) -> np.nd
 
 
 def forecast_matrix(model: GrowthModel, years, pops: np.ndarray, batch: int = 262_144) -> np.ndarray:
-    "Population quantiles `[N, horizon, quantile]` 5, 10, 15 and 20 years after the last of `years`, for series without covariates."
+    """Population quantiles `[N, horizon, quantile]` 5, 10, 15 and 20 years after the last of `years`, for series
+    without covariates."""
     dev, net = model.device_, model.net_.eval()
     x = matrix_features(years, pops)
     rates = np.empty((len(x), len(HORIZONS), 3), dtype=np.float32)

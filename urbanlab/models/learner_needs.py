@@ -7,25 +7,17 @@ from __future__ import annotations
 import numpy as np, pandas as pd
 from scipy.special import ndtri
 from ..core import UrbanlabError
+from ..data.learners import LEARNER_ATTRIBUTES
 from .need import _keras
 
 # %% auto #0
-__all__ = ['LABELS', 'LEARNER_FEATURES', 'DISTRICT_SHARES', 'FEATURES', 'learner_features', 'check_features', 'split_by_district',
-           'fit_forests', 'score_forests', 'sample_features', 'DenseScorer', 'KerasLearnerNeeds', 'score_learners',
-           'classification_metrics', 'reliability_table', 'compare_models', 'expected_interval', 'district_needs']
+__all__ = ['LEARNER_FEATURES', 'DISTRICT_SHARES', 'FEATURES', 'LABELS', 'MODEL_NAMES', 'learner_features', 'check_features',
+           'split_by_district', 'fit_forests', 'score_forests', 'sample_features', 'DenseScorer', 'KerasLearnerNeeds',
+           'score_learners', 'classification_metrics', 'reliability_table', 'compare_models', 'better_model',
+           'model_verdict', 'model_figures', 'expected_interval', 'district_needs']
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c005
-LABELS = ["needs_device", "needs_connectivity", "needs_materials"]
-LEARNER_FEATURES = [
-    "grade",
-    "rural",
-    "poverty_quintile",
-    "has_device",
-    "has_connectivity",
-    "has_printed_materials",
-    "usage_hours_week",
-    "past_score",
-]
+LEARNER_FEATURES = LEARNER_ATTRIBUTES  # every learner attribute of `data.learners`, as it is
 DISTRICT_SHARES = {
     "district_device_share": "has_device",
     "district_connectivity_share": "has_connectivity",
@@ -33,6 +25,9 @@ DISTRICT_SHARES = {
     "district_rural_share": "rural",
 }
 FEATURES = LEARNER_FEATURES + list(DISTRICT_SHARES) + ["district_learners_log", "poverty_pct", "hdi_2019"]
+
+# %% ../../nbs/36_models.learner_needs.ipynb #0274122c
+LABELS = ["needs_device", "needs_connectivity", "needs_materials"]
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c007
 def learner_features(
@@ -132,7 +127,7 @@ def score_forests(features, forests: dict, features_used=FEATURES):
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c019
 def sample_features(features, n: int = 100_000, seed: int = 0) -> pd.DataFrame:
-    "About `n` rows of the Spark `features`, each kept with chance `n`/rows (no `limit`, which would favour early partitions), as pandas."
+    "About `n` rows of the Spark `features` as pandas, each kept with chance `n`/rows (not `limit`: early partitions)."
     total = features.count()
     return (features if n >= total else features.sample(fraction=n / total, seed=seed)).toPandas()
 
@@ -245,7 +240,7 @@ def score_learners(
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c029
 def classification_metrics(y_true, prob, threshold: float = 0.5) -> pd.DataFrame:
-    "One row: `n`, `prevalence`, `accuracy`, `precision`, `recall`, `f1`, `brier` of probabilities `prob` for labels `y_true`."
+    "One row: `n`, `prevalence`, `accuracy`, `precision`, `recall`, `f1`, `brier` of probabilities `prob` for `y_true`."
     y, p = np.asarray(y_true).astype(bool), np.asarray(prob, dtype=float)
     if len(y) != len(p) or not len(y):
         raise UrbanlabError(f"Need as many labels as probabilities, and some: {len(y)} and {len(p)}.")
@@ -294,6 +289,32 @@ def compare_models(scored: pd.DataFrame, models=("rf", "nn"), labels=LABELS) -> 
     out["synthetic"] = bool(scored["synthetic"].all()) if "synthetic" in scored else False
     return out[["label", "model", "n", "prevalence", "accuracy", "precision", "recall", "f1", "brier", "synthetic"]]
 
+# %% ../../nbs/36_models.learner_needs.ipynb #28cd3870
+MODEL_NAMES = {"nn": "Keras", "rf": "MLlib RF"}  # the names reports give the models of `compare_models`
+
+
+def better_model(metrics: pd.DataFrame, label: str, models=("Keras", "MLlib RF")) -> str:
+    "Of two `models` in `metrics` (from `compare_models`), the one with the lower Brier score on `label`."
+    brier = metrics.set_index(["label", "model"]).brier
+    return models[0] if brier[(label, models[0])] <= brier[(label, models[1])] else models[1]
+
+# %% ../../nbs/36_models.learner_needs.ipynb #62f8de51
+def model_verdict(metrics: pd.DataFrame, label: str, models=("Keras", "MLlib RF")) -> str:
+    "A markdown bullet: F1 and Brier of the two `models` on `label`, and which gives the better probabilities."
+    w = metrics.set_index(["label", "model"])
+    a, b = w.loc[(label, models[0])], w.loc[(label, models[1])]
+    return (
+        f"- **{label}**: F1 {models[0]} {a.f1:.3f} vs {models[1]} {b.f1:.3f}; Brier {a.brier:.4f} vs {b.brier:.4f}: "
+        f"{better_model(metrics, label, models)} gives the better probabilities."
+    )
+
+
+def model_figures(metrics: pd.DataFrame, labels=LABELS, models=("Keras", "MLlib RF")) -> dict:
+    "{`<model>_<label>`: accuracy, precision, recall, f1 and brier rounded to 4 decimals} for a metrics JSON."
+    w = metrics.set_index(["label", "model"])
+    figures = ["accuracy", "precision", "recall", "f1", "brier"]
+    return {f"{m}_{l}": {q: round(float(w.loc[(l, m), q]), 4) for q in figures} for l in labels for m in models}
+
 # %% ../../nbs/36_models.learner_needs.ipynb #c036
 def expected_interval(expected, variance, learners, level: float = 0.9):
     "(lower, upper) of the normal interval `expected` ± z √`variance` at `level`, clipped to [0, `learners`]."
@@ -305,7 +326,7 @@ def expected_interval(expected, variance, learners, level: float = 0.9):
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c040
 def district_needs(scored, prefix: str = "nn_", labels=LABELS, level: float = 0.9) -> pd.DataFrame:
-    "Per district: `learners`, and per label `expected_<label>`, `lower_<label>`, `upper_<label>`; `synthetic` if all are."
+    "Per district: `learners`; per label `expected_<label>`, `lower_<label>`, `upper_<label>`; `synthetic` if all are."
     from pyspark.sql import functions as F
 
     aggs = [F.count(F.lit(1)).alias("learners"), F.min(F.col("synthetic").cast("int")).alias("synthetic")]

@@ -19,7 +19,7 @@ from ..core import UrbanlabError, write_text_atomic
 
 # %% auto #0
 __all__ = ['TARGETS', 'label_matrix', 'label_frame', 'KerasNeed', 'save_need_model', 'load_need_model', 'need_models',
-           'spatial_cv', 'cv_metrics', 'need_index', 'fill_need']
+           'spatial_cv', 'cv_metrics', 'compare_with_baselines', 'need_index', 'fill_need']
 
 # %% ../../nbs/35_models.need.ipynb #c005
 TARGETS = {"poverty_pct": 100.0, "hdi_2019": 1.0}  # label -> its full scale
@@ -206,6 +206,21 @@ def cv_metrics(oof: pd.DataFrame) -> pd.DataFrame:
         )
 
     return oof.groupby(["target", "model"], sort=False)[["predicted", "observed"]].apply(score).reset_index()
+
+# %% ../../nbs/35_models.need.ipynb #dfddd57d
+def compare_with_baselines(
+    metrics: pd.DataFrame,  # `cv_metrics`: `target`, `model`, `mae`, `r2`
+    model: str = "urbanlab",  # the model judged; every other model is a baseline
+) -> pd.DataFrame:
+    "Per target: `model`'s MAE and R², the best baseline by MAE with its MAE and R², and whether `model` `beats` it."
+    wide = metrics.set_index(["target", "model"])
+    rows = {}
+    for t in metrics.target.unique():
+        best = wide.loc[t].drop(model).mae.idxmin()
+        mine, base = wide.loc[(t, model)], wide.loc[(t, best)]
+        rows[t] = dict(mae=mine.mae, r2=mine.r2, best_baseline=best, baseline_mae=base.mae, baseline_r2=base.r2)
+    out = pd.DataFrame.from_dict(rows, orient="index").rename_axis("target")
+    return out.assign(beats=out.mae < out.baseline_mae)
 
 # %% ../../nbs/35_models.need.ipynb #c025
 def need_index(poverty_pct, hdi):

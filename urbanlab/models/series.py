@@ -5,9 +5,10 @@
 # %% ../../nbs/30_models.series.ipynb #c002
 from __future__ import annotations
 from pathlib import Path
+from typing import Callable
 import numpy as np
 import pandas as pd
-from ..core import UrbanlabError
+from ..data.schemas import SERIES_MIN_POINTS, file_row_numbers, read_raw, show_path, validate_frame
 
 # %% auto #0
 __all__ = ['SERIES_COLUMNS', 'MIN_POINTS', 'LAGS', 'HORIZONS', 'SIZE_BINS', 'SIZE_LABELS', 'check_series', 'read_series',
@@ -15,64 +16,22 @@ __all__ = ['SERIES_COLUMNS', 'MIN_POINTS', 'LAGS', 'HORIZONS', 'SIZE_BINS', 'SIZ
 
 # %% ../../nbs/30_models.series.ipynb #c005
 SERIES_COLUMNS = ["unit_id", "year", "population"]
-MIN_POINTS = 3  # the fewest observations a forecast needs: two growth rates to see a trend
+MIN_POINTS = SERIES_MIN_POINTS  # the fewest observations a forecast needs: two growth rates to see a trend
 
 
-def check_series(df: pd.DataFrame, source: str = "series", min_points: int = MIN_POINTS) -> pd.DataFrame:
-    "`df` as a clean series (`unit_id` str, `year` int, `population` float), or a clear `UrbanlabError`."
-    missing = [c for c in SERIES_COLUMNS if c not in df.columns]
-    if missing:
-        raise UrbanlabError(f"{source}: missing column(s) {missing}; a series has columns {SERIES_COLUMNS}.")
-    if df.empty:
-        raise UrbanlabError(f"{source}: no rows.")
-    out = df[SERIES_COLUMNS].copy()
-    out["unit_id"] = out.unit_id.astype(str)
-    for col in ["year", "population"]:
-        num = pd.to_numeric(out[col], errors="coerce")
-        bad = out.index[num.isna()]
-        if len(bad):
-            raise UrbanlabError(
-                f"{source}: column {col!r} must be a number; rows {_rows(bad)} are not ({out.loc[bad[0], col]!r})."
-            )
-        out[col] = num
-    if (out.year % 1 != 0).any():
-        raise UrbanlabError(
-            f"{source}: column 'year' must hold whole years; rows {_rows(out.index[out.year % 1 != 0])}."
-        )
-    out["year"] = out.year.astype(int)
-    bad = out.index[out.population <= 0]
-    if len(bad):
-        raise UrbanlabError(
-            f"{source}: column 'population' must be > 0; rows {_rows(bad)} ({out.loc[bad[0], 'population']:g})."
-        )
-    dup = out.index[out.duplicated(["unit_id", "year"], keep=False)]
-    if len(dup):
-        raise UrbanlabError(
-            f"{source}: duplicate years for a unit in rows {_rows(dup)} (unit {out.loc[dup[0], 'unit_id']!r}, year {out.loc[dup[0], 'year']})."
-        )
-    short = out.groupby("unit_id").size().loc[lambda s: s < min_points]
-    if len(short):
-        raise UrbanlabError(
-            f"{source}: unit {short.index[0]!r} has {short.iloc[0]} point(s); a forecast needs at least {min_points}."
-        )
-    return out.sort_values(["unit_id", "year"]).reset_index(drop=True).astype({"population": float})
-
-
-def _rows(index, n: int = 5) -> str:
-    rows = [str(i + 2) for i in index[:n]]  # file line numbers: the header is line 1
-    return ", ".join(rows) + (f" and {len(index) - n} more" if len(index) > n else "")
+def check_series(
+    df: pd.DataFrame,  # `unit_id, year, population` (other columns are dropped)
+    source: str = "series",  # the name messages start with
+    row_of: Callable | None = None,  # row positions -> row numbers in the file (default: CSV lines from 2)
+) -> pd.DataFrame:
+    "`df` checked as a `series`, sorted: `unit_id` str, `year` int, `population` float; or a `DataValidationError`."
+    out = validate_frame(df, "series", source, row_of)[SERIES_COLUMNS]
+    return out.astype({"year": int}).sort_values(["unit_id", "year"]).reset_index(drop=True)
 
 # %% ../../nbs/30_models.series.ipynb #c007
-def read_series(path: str | Path, min_points: int = MIN_POINTS) -> pd.DataFrame:
-    "Read and check a series CSV with columns `unit_id, year, population`."
-    path = Path(path)
-    if not path.is_file():
-        raise UrbanlabError(f"{path}: file not found.")
-    try:
-        df = pd.read_csv(path, dtype={"unit_id": str})
-    except pd.errors.EmptyDataError:
-        raise UrbanlabError(f"{path}: the file is empty.") from None
-    return check_series(df, str(path), min_points)
+def read_series(path: str | Path) -> pd.DataFrame:
+    "Read and check a series CSV (`unit_id, year, population`); messages name its lines."
+    return check_series(read_raw(path, "series"), show_path(path), file_row_numbers(path, "series"))
 
 # %% ../../nbs/30_models.series.ipynb #c010
 LAGS = 4
@@ -93,7 +52,7 @@ def lag_features(years: np.ndarray, pops: np.ndarray, lags: int = LAGS) -> np.nd
 def samples(
     series: pd.DataFrame, cutoff: int, horizons=HORIZONS, min_points: int = MIN_POINTS, origins=None
 ) -> pd.DataFrame:
-    "One row per (unit, origin ≤ cutoff): features, and target rates for each horizon whose year is observed and ≤ cutoff."
+    "One row per (unit, origin ≤ cutoff): features, and the target rate to each horizon observed by `cutoff`."
     rows = []
     for unit, g in series[series.year <= cutoff].groupby("unit_id", sort=False):
         years, pops = g.year.to_numpy(), g.population.to_numpy()

@@ -49,5 +49,6 @@ def pmedian(
         typer.echo(json.dumps(d))
     else:
         typer.echo(
-            f"{orlib.name}: objective {d['objective']} ({d['status']}, gap {d['gap']}) in {d['seconds']:.2f} s; sites {d['sites']}"
+            f"{orlib.name}: objective {d['objective']} ({d['status']}, gap {d['gap']}) in {d['seconds']:.2f} s; "
+            f"sites {d['sites']}"
         )

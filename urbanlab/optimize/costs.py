@@ -9,6 +9,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, shortest_path
 from ..core import EARTH_RADIUS_KM, UrbanlabError
+from ..features.need import great_circle_km
 
 # %% auto #0
 __all__ = ['check_costs', 'check_weights', 'great_circle_matrix', 'read_orlib_edges', 'shortest_path_matrix', 'read_orlib',
@@ -29,7 +30,8 @@ def check_costs(costs, name: str = "cost matrix") -> np.ndarray:
         raise UrbanlabError(f"The {name} has NaN at {_first_cell(np.isnan(c))}; expected finite costs >= 0.")
     if np.isinf(c).any():
         raise UrbanlabError(
-            f"The {name} is infinite at {_first_cell(np.isinf(c))}; expected finite costs >= 0 (drop unreachable pairs or give them a large cost)."
+            f"The {name} is infinite at {_first_cell(np.isinf(c))}; expected finite costs >= 0 "
+            "(drop unreachable pairs or give them a large cost)."
         )
     if (c < 0).any():
         raise UrbanlabError(f"The {name} is negative at {_first_cell(c < 0)}; expected finite costs >= 0.")
@@ -57,18 +59,16 @@ def _latlon(points, name: str) -> np.ndarray:
         raise UrbanlabError(f"{name} has a missing coordinate at row {int(np.argwhere(~np.isfinite(a))[0, 0])}.")
     if (np.abs(a[:, 0]) > 90).any() or (np.abs(a[:, 1]) > 180).any():
         raise UrbanlabError(
-            f"{name} has a latitude outside [-90, 90] or a longitude outside [-180, 180]; expected (lat, lon) in degrees."
+            f"{name} has a latitude outside [-90, 90] or a longitude outside [-180, 180]; "
+            "expected (lat, lon) in degrees."
         )
-    return np.radians(a)
+    return a
 
 
 def great_circle_matrix(demand, sites, radius: float = EARTH_RADIUS_KM) -> np.ndarray:
     "Great-circle distances (km) from each (lat, lon) in `demand` to each (lat, lon) in `sites`."
     a, b = _latlon(demand, "demand"), _latlon(sites, "sites")
-    dlat = b[None, :, 0] - a[:, None, 0]
-    dlon = b[None, :, 1] - a[:, None, 1]
-    h = np.sin(dlat / 2) ** 2 + np.cos(a[:, None, 0]) * np.cos(b[None, :, 0]) * np.sin(dlon / 2) ** 2
-    return 2 * radius * np.arcsin(np.sqrt(np.clip(h, 0, 1)))
+    return great_circle_km(a[:, None, 0], a[:, None, 1], b[None, :, 0], b[None, :, 1], radius)
 
 # %% ../../nbs/40_optimize.costs.ipynb #c015
 def _orlib_ints(path: Path, lineno: int, line: str, k: int) -> list[int]:
@@ -84,7 +84,7 @@ def _orlib_ints(path: Path, lineno: int, line: str, k: int) -> list[int]:
 
 
 def read_orlib_edges(path: str | Path) -> tuple[int, int, dict]:
-    "Read an OR-Library p-median file: `(n, p, {(i, j): cost})`, 0-based `i < j`, the last occurrence of an edge winning."
+    "An OR-Library p-median file as `(n, p, {(i, j): cost})`, 0-based `i < j`, the last occurrence of an edge winning."
     path = Path(path)
     if not path.is_file():
         raise UrbanlabError(f"No OR-Library file at {path}.")
@@ -116,7 +116,8 @@ def shortest_path_matrix(n: int, edges: dict, source: str = "graph") -> np.ndarr
     if k > 1:
         v = int(np.argmax(labels != labels[0]))
         raise UrbanlabError(
-            f"{source} is disconnected ({k} pieces): vertex {v + 1} cannot be reached from vertex 1; expected one connected graph."
+            f"{source} is disconnected ({k} pieces): vertex {v + 1} cannot be reached from vertex 1; "
+            "expected one connected graph."
         )
     return shortest_path(g, method="D", directed=False)
 

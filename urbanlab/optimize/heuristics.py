@@ -100,6 +100,7 @@ def greedy_pcenter(c: np.ndarray, p: int, forced=()) -> np.ndarray:
 
 # %% ../../nbs/41_optimize.heuristics.ipynb #c026
 def _lagrangian_step(wc, lam, p, forced):
+    "One evaluation of L(lambda): site values `rho`, free sites by value, the relaxed choice and the bound."
     rho = np.minimum(wc - lam[:, None], 0).sum(axis=0)
     free = np.ones(len(rho), dtype=bool)
     free[forced] = False
@@ -107,14 +108,14 @@ def _lagrangian_step(wc, lam, p, forced):
     chosen = np.concatenate([forced, order[: p - len(forced)]]).astype(int)
     return rho, order, chosen, lam.sum() + rho[chosen].sum()
 
-
+# %% ../../nbs/41_optimize.heuristics.ipynb #5296081d
 def improving_target(cost: float, whole: bool) -> float:
     "The most a solution better than `cost` can cost: `cost - 1` when all weighted costs are whole numbers."
     return cost - 1 + 1e-6 if whole else cost - 1e-9 * max(1.0, abs(cost))
 
-
+# %% ../../nbs/41_optimize.heuristics.ipynb #3a2c5396
 def _fix_sites(rho, order, lb, k, target, closed, opened):
-    "Mark in `closed` / `opened` the sites that the bound `lb` shuts out of / keeps in every solution costing at most `target`."
+    "Mark in `closed` / `opened` the sites the bound `lb` shuts out of / keeps in every solution costing <= `target`."
     if k <= 0:
         return
     out, last = order[k:], rho[order[k - 1]]
@@ -122,18 +123,19 @@ def _fix_sites(rho, order, lb, k, target, closed, opened):
     if len(out):
         opened[order[:k][lb - rho[order[:k]] + rho[out[0]] > target]] = True
 
-
+# %% ../../nbs/41_optimize.heuristics.ipynb #28b71ff2
 def _polish(c, w, sites, forced, best_sites, ub):
     "Interchange from `sites`: the better of the result and `best_sites` (cost `ub`), with its cost."
     s = interchange_pmedian(c, w, sites, forced)
     cost = pmedian_cost(c, w, s)
     return (np.sort(s), cost) if cost < ub else (best_sites, ub)
 
-
+# %% ../../nbs/41_optimize.heuristics.ipynb #037e584b
 def lagrangian_pmedian(
     c, w, p: int, sites, forced=(), iters: int = 400
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    "`(bound, closed, opened, sites)`: a Lagrangian lower bound, the sites that must stay closed / open in any solution better than the best found, and that best solution (`sites` or better)."
+    """`(bound, closed, opened, sites)`: a Lagrangian lower bound, the sites that must stay closed / open in any
+    solution better than the best found, and that best solution (`sites` or better)."""
     wc = w[:, None] * c
     n, m = c.shape
     forced = np.asarray(forced, dtype=int)

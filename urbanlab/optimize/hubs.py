@@ -54,7 +54,8 @@ def candidate_sites(
     places: pd.DataFrame | None = None,  # `load_populated_places`: urban places become candidates
     facilities: pd.DataFrame | None = None,  # a user's schools or facilities: the only candidates
 ) -> pd.DataFrame:
-    "Candidate hub sites: `site_id`, `name`, `kind`, `ubigeo`, `district`, `province`, `department`, `latitude`, `longitude`."
+    """Candidate hub sites: `site_id`, `name`, `kind`, `ubigeo`, `district`, `province`, `department`, `latitude`,
+    `longitude`."""
     cols = ["name", "kind", "ubigeo", "latitude", "longitude"]
     names = districts[["ubigeo", "district", "province", "department"]].dropna(subset=["ubigeo"])
     if facilities is not None:
@@ -84,7 +85,8 @@ def select_region(frame: pd.DataFrame, region: str, column: str = "department") 
     hit = frame[column].str.upper() == region.strip().upper()
     if not hit.any():
         raise UrbanlabError(
-            f"Unknown region {region!r}.{suggest(region.upper(), known)} Expected 'all' or a department: {', '.join(known)}."
+            f"Unknown region {region!r}.{suggest(region.upper(), known)} "
+            f"Expected 'all' or a department: {', '.join(known)}."
         )
     return frame[hit].reset_index(drop=True)
 
@@ -121,7 +123,8 @@ def rank_sites(
     need: np.ndarray,  # people in need per demand point
     population: np.ndarray,  # people per demand point
 ) -> pd.DataFrame:
-    "Greedy order of the chosen sites by marginal need covered: `column` (into `covered`), `marginal_need`, `marginal_population`."
+    """Greedy order of the chosen sites by marginal need covered: `column` (into `covered`), `marginal_need`,
+    `marginal_population`."""
     left, rows = np.ones(len(need), dtype=bool), []
     todo = list(range(covered.shape[1]))
     while todo:
@@ -246,7 +249,8 @@ def explain_plan(plan: HubPlan, region: str, year: int | str) -> str:
         else f"{s['status']}, within {100 * (s['gap'] or 0):.2f}% of the optimum"
     )
     return (
-        f"For **{region}** in **{year}**, urbanlab chose {asked}. Together they reach **{_people(s['need_within_reach'])}** of "
+        f"For **{region}** in **{year}**, urbanlab chose {asked}. "
+        f"Together they reach **{_people(s['need_within_reach'])}** of "
         f"{_people(s['people_in_need'])} people in need (**{100 * s['need_share_within_reach']:.1f}%**) and "
         f"{_people(s['population_within_reach'])} people in all. In order of what each adds: {firsts}. "
         f"People in need are on average {s['mean_km_to_hub']:.1f} km from their nearest hub (the farthest district: "

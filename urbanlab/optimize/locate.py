@@ -22,11 +22,42 @@ from urbanlab.optimize.heuristics import (
 )
 
 # %% auto #0
-__all__ = ['MipResult', 'solve_mip', 'check_p', 'check_forced', 'cost_levels', 'radius_model', 'Located', 'solve_pmedian',
-           'check_capacities', 'solve_capacitated_pmedian', 'coverage_groups', 'solve_mclp', 'solve_lscp',
-           'solve_pcenter', 'relative_gap', 'PMedian', 'MCLP', 'LSCP', 'PCenter']
+__all__ = ['highs_model', 'MipResult', 'solve_mip', 'check_p', 'check_forced', 'cost_levels', 'radius_model', 'Located',
+           'solve_pmedian', 'check_capacities', 'solve_capacitated_pmedian', 'coverage_groups', 'solve_mclp',
+           'solve_lscp', 'solve_pcenter', 'relative_gap', 'PMedian', 'MCLP', 'LSCP', 'PCenter']
 
 # %% ../../nbs/42_optimize.locate.ipynb #c005
+def highs_model(
+    cost,  # objective coefficients, one per column
+    lower,  # column lower bounds
+    upper,  # column upper bounds
+    integer,  # 1 for an integer column, 0 for a continuous one; None: all continuous (an LP)
+    A,  # the constraint matrix, rows x columns (anything `csc_matrix` takes)
+    row_lower,  # row lower bounds
+    row_upper,  # row upper bounds
+    maximize: bool = False,
+    offset: float = 0.0,  # a constant added to the objective
+) -> highspy.Highs:
+    "A quiet `highspy.Highs` holding the problem, ready to `run()`."
+    A = csc_matrix(A)
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.passModel(
+        A.shape[1],
+        A.shape[0],
+        A.nnz,
+        1,
+        -1 if maximize else 1,
+        float(offset),
+        *(np.asarray(v, dtype=float) for v in (cost, lower, upper, row_lower, row_upper)),
+        A.indptr.astype(np.int32),
+        A.indices.astype(np.int32),
+        A.data.astype(float),
+        np.zeros(A.shape[1], dtype=np.int32) if integer is None else np.asarray(integer, dtype=np.int32),
+    )
+    return h
+
+# %% ../../nbs/42_optimize.locate.ipynb #5c5eeef5
 @dataclass
 class MipResult:
     "What HiGHS returned: solution `x` (None without one), `objective`, proven `bound`, `status`."
@@ -43,6 +74,7 @@ _STATUS = {
     highspy.HighsModelStatus.kTimeLimit: "time_limit",
 }
 
+# %% ../../nbs/42_optimize.locate.ipynb #1734518b
 _NO_HEURISTICS = dict(
     mip_heuristic_effort=0.0,
     mip_heuristic_run_rins=False,
@@ -69,25 +101,10 @@ def solve_mip(
     time_limit: float | None = None,
 ) -> MipResult:
     "Solve the MIP with HiGHS; `start` is `(column indices, values)` of a known solution, `time_limit` in seconds."
-    A = csc_matrix(A)
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = highs_model(cost, lower, upper, integer, A, row_lower, row_upper, maximize, offset)
     h.setOptionValue("mip_rel_gap", 0.0)
     if time_limit is not None:
         h.setOptionValue("time_limit", max(float(time_limit), 0.01))
-    h.passModel(
-        A.shape[1],
-        A.shape[0],
-        A.nnz,
-        1,
-        -1 if maximize else 1,
-        float(offset),
-        *(np.asarray(v, dtype=float) for v in (cost, lower, upper, row_lower, row_upper)),
-        A.indptr.astype(np.int32),
-        A.indices.astype(np.int32),
-        A.data.astype(float),
-        np.asarray(integer, dtype=np.int32),
-    )
     if start is not None:
         for k, v in _NO_HEURISTICS.items():
             h.setOptionValue(k, v)
@@ -126,7 +143,7 @@ def check_forced(forced, m: int, p: int | None = None) -> np.ndarray:
 
 # %% ../../nbs/42_optimize.locate.ipynb #c012
 def cost_levels(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "`(rank, levels)`: `rank[i, j]` is the rank of `c[i, j]` among row `i`'s distinct costs, `levels[i, k]` the k-th of them."
+    "`(rank, levels)`: `rank[i, j]` ranks `c[i, j]` among row `i`'s distinct costs; `levels[i, k]` is the k-th of them."
     o = np.argsort(c, axis=1, kind="stable")
     s = np.take_along_axis(c, o, axis=1)
     new = np.ones(s.shape, dtype=bool)
@@ -140,7 +157,7 @@ def cost_levels(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # %% ../../nbs/42_optimize.locate.ipynb #c015
 def radius_model(c, w, p, forced=(), L=None):
-    "The radius formulation of the p-median (`L[i]` radius variables for demand `i`, default all): arguments for `solve_mip`."
+    "The p-median's radius formulation (`L[i]` radius variables for demand `i`, default all): `solve_mip`'s arguments."
     n, m = c.shape
     rank, lev = cost_levels(c)
     if L is None:
@@ -173,7 +190,7 @@ def radius_model(c, w, p, forced=(), L=None):
 # %% ../../nbs/42_optimize.locate.ipynb #c019
 @dataclass
 class Located:
-    "A solution: open `sites`, `objective`, proven `bound`, `status`, and the `assignment` when it is not to the nearest site."
+    "A solution: open `sites`, `objective`, proven `bound`, `status`; the `assignment` when not to the nearest site."
 
     sites: np.ndarray
     objective: float
@@ -264,7 +281,8 @@ def coverage_groups(c, w, radius: float) -> tuple[np.ndarray, np.ndarray, np.nda
     a = c <= radius
     if not a.any():
         raise UrbanlabError(
-            f"The radius {radius:g} reaches no demand point from any candidate site; the nearest pair is {c.min():g} apart."
+            f"The radius {radius:g} reaches no demand point from any candidate site; "
+            f"the nearest pair is {c.min():g} apart."
         )
     keep = a.any(axis=1) & (w > 0)
     groups, inv = np.unique(a[keep], axis=0, return_inverse=True)
@@ -313,13 +331,15 @@ def solve_lscp(c, radius: float, forced=(), time_limit: float | None = None) -> 
     a = c <= radius
     if not a.any():
         raise UrbanlabError(
-            f"The radius {radius:g} reaches no demand point from any candidate site; the nearest pair is {c.min():g} apart."
+            f"The radius {radius:g} reaches no demand point from any candidate site; "
+            f"the nearest pair is {c.min():g} apart."
         )
     lost = np.nonzero(~a.any(axis=1))[0]
     if len(lost):
         raise UrbanlabError(
             f"Infeasible covering: demand point{'s' if len(lost) > 1 else ''} {[int(i) for i in lost[:10]]}"
-            f"{' ...' if len(lost) > 10 else ''} {'have' if len(lost) > 1 else 'has'} no candidate site within radius {radius:g} "
+            f"{' ...' if len(lost) > 10 else ''} {'have' if len(lost) > 1 else 'has'} no candidate site "
+            f"within radius {radius:g} "
             f"(nearest at {c[lost[0]].min():g}); raise the radius or add candidates."
         )
     forced = np.asarray(forced, dtype=int)
@@ -371,7 +391,6 @@ def _cover_with_p(c, radius, p, forced, time_limit):
 def solve_pcenter(c, p, forced=(), time_limit: float | None = None) -> Located:
     "Exact p-center by bisection over the candidate radii, each step a covering feasibility MIP."
     t0 = time.perf_counter()
-    m = c.shape[1]
     best = np.sort(greedy_pcenter(c, p, forced))
     ub = c[:, best].min(axis=1).max()
     radii = np.unique(c[(c >= c.min(axis=1).max()) & (c <= ub)])
