@@ -21,7 +21,8 @@ VIEWS = {
     "evaluate_growth_fan": ("stages/evaluate_growth.html", ["Lima: population", "Arequipa: population"]),
     "allocate_resources_coverage": ("stages/allocate_resources.html", ["covered by rule", "covered by maxcover"]),
 }
-DRAWN = """() => [...document.querySelectorAll('.plotly-graph-div')].every(d => d._fullLayout && d.querySelector('.main-svg'))"""
+DRAWN = """() => [...document.querySelectorAll('.plotly-graph-div')].every(
+    d => d._fullLayout && d.querySelector('.main-svg'))"""
 
 
 def figure_box(page, title: str) -> dict:

@@ -26,7 +26,9 @@ PLOTLY_DRAWN = """() => [...document.querySelectorAll('.plotly-graph-div')].ever
 # Every link on the page: its resolved URL and, for in-page links (#id), whether the target exists.
 LINKS = """els => els.map(a => {
     const href = a.getAttribute('href'), id = href.startsWith('#') ? decodeURIComponent(href.slice(1)) : null;
-    return {href, url: a.href, target: id === null || id === '' || !!document.getElementById(id) || document.getElementsByName(id).length > 0};
+    return {href, url: a.href,
+            target: id === null || id === '' || !!document.getElementById(id)
+                    || document.getElementsByName(id).length > 0};
 })"""
 
 

@@ -1,5 +1,5 @@
-"""The explorers through real servers: JupyterLab (a kernel driven over the Jupyter messaging protocol) and the Voila app
-(headless Chromium). Both run on the outputs of one pipeline run (the `project` fixture)."""
+"""The explorers through real servers: JupyterLab (a kernel driven over the Jupyter messaging protocol) and the Voila
+app (headless Chromium). Both run on the outputs of one pipeline run (the `project` fixture)."""
 
 import json, os, secrets, signal, socket, subprocess, sys, time, uuid
 from contextlib import contextmanager
@@ -17,7 +17,7 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def outputs(request) -> Path:
-    "A project whose pipeline has run: the session's `project`, or $URBANLAB_TEST_PROJECT (to work on these tests against existing outputs)."
+    "A project whose pipeline has run: the session's `project`, or $URBANLAB_TEST_PROJECT (existing outputs)."
     path = os.environ.get("URBANLAB_TEST_PROJECT")
     return Path(path) if path else request.getfixturevalue("project")
 
@@ -81,7 +81,7 @@ def listening(port: int) -> bool:
 
 
 def decode(raw) -> dict:
-    "A websocket frame as a message: text is JSON; binary (messages with buffers) is Jupyter's layout: count, offsets, JSON, buffers."
+    "A websocket frame as a message: text is JSON; binary (with buffers) is Jupyter's: count, offsets, JSON, buffers."
     if isinstance(raw, str):
         return json.loads(raw)
     n = int.from_bytes(raw[:4], "big")
@@ -180,7 +180,7 @@ def test_explorer_in_jupyterlab(outputs, tmp_path):
 
 
 def drive_explorer(k: Kernel, outputs: Path):
-    "Run the hub explorer notebook's code cells in kernel `k`, move the hubs slider in the kernel, check the figure and table changed."
+    "Run the hub explorer notebook's code in kernel `k`, move the hubs slider there, see the figure and table change."
     try:
         nb = nbformat.read(outputs / "nbs" / "explorers" / "hubs.ipynb", as_version=4)
         for cell in nb.cells:
@@ -212,7 +212,8 @@ def drive_explorer(k: Kernel, outputs: Path):
 HUB_STATE = """() => { const p = document.querySelector('.js-plotly-plot');
   if (!p || !p.data || !p.data.length) return null;
   const hubs = p.data.find(t => t.name === 'hubs'); const table = document.querySelector('.urbanlab-table');
-  return {title: p.layout.title.text, hubs: hubs ? Array.from(hubs.x) : null, table: table ? table.innerText : null}; }"""
+  return {title: p.layout.title.text, hubs: hubs ? Array.from(hubs.x) : null,
+          table: table ? table.innerText : null}; }"""
 
 
 def hub_state(page) -> dict:

@@ -8,18 +8,19 @@ import re
 from pathlib import Path
 import numpy as np, pandas as pd
 import ipywidgets as widgets
+import mistune
 import plotly.graph_objects as go
 from IPython.display import display
 from ..core import UrbanlabError, project_path, require_outputs
 from ..allocate import POLICIES, allocate, read_needs
 from ..models.projection import national_rate, project_districts
 from ..optimize.hubs import explain_plan, hub_demand, reach_ring, select_region, site_hubs
-from .offline import _rings, offline_choropleth
+from .offline import _rings, number_format, offline_choropleth
 
 # %% auto #0
 __all__ = ['TABLE_CSS', 'HUB_COLUMNS', 'COVERAGE_EDGES', 'COVERAGE_LABELS', 'EQUITY', 'SYNTHETIC_BANNER', 'PALETTE', 'PATH_YEARS',
            'refresh_figure', 'show_figure', 'frame_html', 'markdown_html', 'hub_map', 'HubExplorer', 'gpd_read',
-           'district_units', 'coverage_map', 'AllocationExplorer', 'read_needs_frame', 'fan_traces', 'GrowthExplorer',
+           'district_units', 'coverage_map', 'read_needs_frame', 'AllocationExplorer', 'fan_traces', 'GrowthExplorer',
            'open_explorer', 'app_tabs']
 
 # %% ../../nbs/53_reports.explorers.ipynb #c008
@@ -32,7 +33,7 @@ def _plain(obj) -> dict:
 
 
 def refresh_figure(fw: go.FigureWidget, fig: go.Figure, reset_axes: bool = False) -> go.FigureWidget:
-    "Show `fig` in the widget `fw` in place: traces and layout updated in one batch (traces swapped if their count changed)."
+    "Show `fig` in the widget `fw` in place: traces and layout updated in one batch (swapped if their count changed)."
     if len(fw.data) != len(fig.data) or any(a.type != b.type for a, b in zip(fw.data, fig.data)):
         fw.data = []
         fw.add_traces([_plain(t) | {"type": t.type} for t in fig.data])
@@ -53,23 +54,28 @@ def show_figure(fw: go.FigureWidget | None, fig: go.Figure, reset_axes: bool = F
 
 # %% ../../nbs/53_reports.explorers.ipynb #c013
 def frame_html(df: pd.DataFrame, formats: dict | None = None) -> str:
-    "A small HTML table of `df`, numbers formatted by `formats` (column -> format string)."
+    "A small HTML table of `df`: numbers by `number_format`, or by `formats` (column -> format string, None: as is)."
+    numeric = df.select_dtypes("number").columns
+    formats = {c: number_format(df[c], str(c)) for c in numeric} | (formats or {})
     shown = df.copy()
-    for c, f in (formats or {}).items():
+    for c, f in formats.items():
         if c in shown and f:
             shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f.format(v))
     return shown.to_html(index=False, border=0, classes="urbanlab-table", escape=True)
-
-
-def markdown_html(text: str) -> str:
-    "The little Markdown `explain_plan` writes (bold) as HTML."
-    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
 
 
 TABLE_CSS = (
     "<style>.urbanlab-table{border-collapse:collapse;font-size:13px}.urbanlab-table th,.urbanlab-table td"
     "{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}.urbanlab-table th{background:#f3f3f3}</style>"
 )
+
+# %% ../../nbs/53_reports.explorers.ipynb #67abdb6c
+_MARKDOWN = mistune.create_markdown(escape=True)
+
+
+def markdown_html(text: str) -> str:
+    "Markdown (as `explain_plan` writes it) as HTML, by mistune; HTML inside `text` is escaped."
+    return _MARKDOWN(text)
 
 # %% ../../nbs/53_reports.explorers.ipynb #c016
 def hub_map(base: go.Figure, plan, radius_km: float, title: str) -> go.Figure:
@@ -94,7 +100,8 @@ def hub_map(base: go.Figure, plan, radius_km: float, title: str) -> go.Figure:
         name="hubs",
         showlegend=False,
         customdata=s[["name", "district", "marginal_need"]],
-        hovertemplate="#%{text} %{customdata[0]} (%{customdata[1]})<br>adds %{customdata[2]:,.0f} people in need<extra></extra>",
+        hovertemplate="#%{text} %{customdata[0]} (%{customdata[1]})<br>"
+        "adds %{customdata[2]:,.0f} people in need<extra></extra>",
     )
     return fig.update_layout(title=title, height=620)
 
@@ -111,12 +118,12 @@ HUB_COLUMNS = {
 
 
 class HubExplorer:
-    "Hub siting explorer: `controls` n_hubs, radius_km, year, region -> `figure` (need map, reach, hubs) and `table` (ranked sites)."
+    "Hub siting: `controls` n_hubs, radius_km, year, region -> `figure` (need, reach, hubs), `table` (ranked sites)."
 
     def __init__(
         self,
         need: pd.DataFrame,  # `district_need.parquet`: `ubigeo`, names, `need_index`
-        people: pd.DataFrame,  # `ubigeo`, `population` (2017) and any `population_<year>`; `net_rate` etc. to project other years
+        people: pd.DataFrame,  # `ubigeo`, `population` (2017), any `population_<year>`; `net_rate` to project others
         districts: pd.DataFrame,  # `districts.parquet`: capitals' coordinates
         candidates: pd.DataFrame,  # `candidate_sites`
         polygons: pd.DataFrame,  # `district_polygons.parquet`: `ubigeo`, `geometry`
@@ -262,15 +269,15 @@ def gpd_read(path) -> pd.DataFrame:
     return gpd.read_parquet(path)[["ubigeo", "geometry"]]
 
 # %% ../../nbs/53_reports.explorers.ipynb #c023
-COVERAGE_EDGES = [0, 1e-9, 0.2, 0.4, 0.6, 0.8, 1 - 1e-9, 1.0]
-COVERAGE_LABELS = ["none", "under 20%", "20-40%", "40-60%", "60-80%", "80-99%", "all"]
-
-
 def district_units(ubigeo: pd.Series, units) -> pd.Series:
     "The allocation unit of each district: itself, its department pool `DD0000`, or the national pool `000000`."
     units = set(units)
     dept = ubigeo.str[:2] + "0000"
     return ubigeo.where(ubigeo.isin(units), dept.where(dept.isin(units), "000000"))
+
+# %% ../../nbs/53_reports.explorers.ipynb #32ae6705
+COVERAGE_EDGES = [0, 1e-9, 0.2, 0.4, 0.6, 0.8, 1 - 1e-9, 1.0]
+COVERAGE_LABELS = ["none", "under 20%", "20-40%", "40-60%", "60-80%", "80-99%", "all"]
 
 
 def coverage_map(gdf, column: str = "coverage", title: str = "", hover: str = "district") -> go.Figure:
@@ -310,6 +317,13 @@ def coverage_map(gdf, column: str = "coverage", title: str = "", hover: str = "d
         title=title, plot_bgcolor="white", margin=dict(l=0, r=0, t=40, b=0), legend_title_text="coverage"
     )
 
+# %% ../../nbs/53_reports.explorers.ipynb #c248409a
+def read_needs_frame(units: pd.DataFrame) -> pd.DataFrame:
+    "The allocation units, checked by `urbanlab.allocate` (unit ids as text)."
+    from urbanlab.allocate import check_needs
+
+    return check_needs(units, "allocation units")
+
 # %% ../../nbs/53_reports.explorers.ipynb #c025
 EQUITY = {
     "policy": None,
@@ -330,12 +344,12 @@ SYNTHETIC_BANNER = (
 
 
 class AllocationExplorer:
-    "Allocation explorer (SYNTHETIC learners): `controls` supply, policy -> `figure` (coverage map) and `table` (equity figures)."
+    "Allocation (SYNTHETIC learners): `controls` supply, policy -> `figure` (coverage map), `table` (equity figures)."
 
     def __init__(
         self,
         units: pd.DataFrame,  # allocation units: `unit_id`, `need`, `poverty_pct`, `rural`, `quintile`
-        districts: pd.DataFrame,  # `ubigeo`, `district`, `department` of every district to map (and its `unit_id`, if known)
+        districts: pd.DataFrame,  # `ubigeo`, `district`, `department` of each district to map (its `unit_id` if known)
         polygons: pd.DataFrame,  # `ubigeo`, `geometry`
         supply: int | None = None,  # starting supply (default: half the need)
         policy: str = "rule",
@@ -412,13 +426,6 @@ class AllocationExplorer:
         supply = json.loads(metrics.read_text())["supply"] if metrics.exists() else None
         return cls(read_needs(files[0]), names, gpd_read(files[2]), **(dict(supply=supply) | kwargs))
 
-
-def read_needs_frame(units: pd.DataFrame) -> pd.DataFrame:
-    "The allocation units, checked by `urbanlab.allocate` (unit ids as text)."
-    from urbanlab.allocate import check_needs
-
-    return check_needs(units, "allocation units")
-
 # %% ../../nbs/53_reports.explorers.ipynb #c029
 def fan_traces(
     name: str, history: pd.DataFrame, forecast: pd.DataFrame, un: pd.DataFrame | None = None, color: str = "#1f77b4"
@@ -466,7 +473,7 @@ PATH_YEARS = [2017, 2020, 2025, 2030, 2035, 2040, 2045, 2050]
 
 
 class GrowthExplorer:
-    "Growth explorer: `controls` kind (cities/districts), country or department, units -> `figure` (fan chart) and `table`."
+    "Growth: `controls` kind (cities/districts), country or department, units -> `figure` (fan chart) and `table`."
 
     def __init__(
         self,

@@ -4,15 +4,16 @@
 
 # %% ../../nbs/50_reports.index.ipynb #c002
 from __future__ import annotations
-import html, json, os, subprocess
+import json, os, subprocess
 from datetime import datetime, timezone
 from pathlib import Path
+import jinja2
 import nbformat
 from ..core import write_text_atomic
 
 # %% auto #0
-__all__ = ['SKIP_DIRS', 'notebook_metadata', 'report_info', 'git_commit', 'render_index', 'running_info', 'write_index',
-           'rendered_reports', 'write_reports_index']
+__all__ = ['INDEX_TEMPLATE', 'SKIP_DIRS', 'notebook_metadata', 'report_info', 'git_commit', 'render_index', 'running_info',
+           'write_index', 'rendered_reports', 'write_reports_index']
 
 # %% ../../nbs/50_reports.index.ipynb #c005
 def notebook_metadata(ipynb: str | Path) -> dict:
@@ -37,7 +38,7 @@ def report_info(ipynb: str | Path, hidden: set | frozenset = frozenset()) -> dic
 
 # %% ../../nbs/50_reports.index.ipynb #c008
 def git_commit(root: str | Path = ".") -> str:
-    "The commit of the repository at `root` (`+dirty` with uncommitted changes), `$URBANLAB_COMMIT` (a step's image), or 'unknown'."
+    "The commit of the repo at `root` (`+dirty` if changed), `$URBANLAB_COMMIT` (a step's image), or 'unknown'."
     if os.environ.get("URBANLAB_COMMIT"):
         return os.environ["URBANLAB_COMMIT"]
 
@@ -54,52 +55,44 @@ def git_commit(root: str | Path = ".") -> str:
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
 # %% ../../nbs/50_reports.index.ipynb #c011
-_CSS = (
-    "body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222}"
-    "table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;vertical-align:top}"
-    "code{background:#f4f4f4;padding:0 .2rem}.failed{color:#b00}"
-)
+INDEX_TEMPLATE = """\
+{%- macro reports_table(first, folder, infos) -%}
+<table><tr><th>{{ first }}</th><th>status</th><th>parameters</th><th>started</th><th>took</th></tr>
+{%- for i in infos %}
+<tr><td><a href='{{ folder }}/{{ i["html"] }}'>{{ i["stage"] }}</a></td>
+<td class='{{ i["status"] }}'>{{ i["status"] }}</td>
+<td>{% for k, v in i["parameters"].items() %}{% if not loop.first %}<br>{% endif %}<code>{{ k }} = {{ v|repr }}</code>
+{%- else %}defaults{% endfor %}</td>
+<td>{{ i["start"] }}</td><td>{{ "%.1f s"|format(i["seconds"]) if i["seconds"] is not none else "" }}</td></tr>
+{%- endfor %}
+</table>
+{%- endmacro -%}
+<!doctype html><html><head><meta charset='utf-8'><title>{{ title }}</title><style>
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222}
+table{border-collapse:collapse;width:100%}
+td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;vertical-align:top}
+code{background:#f4f4f4;padding:0 .2rem}.failed{color:#b00}
+</style></head>
+<body><h1>{{ title }}</h1><p>Commit <code>{{ commit }}</code> &middot; made {{ made }}</p>
+{{ reports_table("stage", "stages", infos) }}
+{%- for name, section in rendered.items() %}
+<h2>Report <code>{{ name }}</code> ({{ section|length }})</h2>
+{{ reports_table("report", name, section) }}
+{%- endfor %}
+</body></html>
+"""
 
-
-def _seconds(s) -> str:
-    return "" if s is None else f"{s:.1f} s"
-
-
-def _params_html(params: dict) -> str:
-    return (
-        "<br>".join(f"<code>{html.escape(k)} = {html.escape(repr(v))}</code>" for k, v in params.items()) or "defaults"
-    )
-
-
-def _section(name: str, infos: list[dict]) -> str:
-    rows = "".join(
-        f"<tr><td><a href='{html.escape(name)}/{html.escape(i['html'])}'>{html.escape(i['stage'])}</a></td>"
-        f"<td class='{i['status']}'>{i['status']}</td><td>{_params_html(i['parameters'])}</td>"
-        f"<td>{i['start']}</td><td>{_seconds(i['seconds'])}</td></tr>"
-        for i in infos
-    )
-    return (
-        f"<h2>Report <code>{html.escape(name)}</code> ({len(infos)})</h2>"
-        f"<table><tr><th>report</th><th>status</th><th>parameters</th><th>started</th><th>took</th></tr>{rows}</table>"
-    )
+# %% ../../nbs/50_reports.index.ipynb #130ba789
+def _index_template() -> jinja2.Template:
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["repr"] = repr
+    return env.from_string(INDEX_TEMPLATE)
 
 
 def render_index(infos: list[dict], commit: str, title: str = "urbanlab reports", rendered: dict | None = None) -> str:
-    "The HTML of the index page listing the stage reports `infos`, then a section per report name of `rendered` (name -> infos)."
-    rows = "".join(
-        f"<tr><td><a href='stages/{html.escape(i['html'])}'>{html.escape(i['stage'])}</a></td>"
-        f"<td class='{i['status']}'>{i['status']}</td><td>{_params_html(i['parameters'])}</td>"
-        f"<td>{i['start']}</td><td>{_seconds(i['seconds'])}</td></tr>"
-        for i in infos
-    )
+    "The HTML of the index page: the stage reports `infos`, then a section per name of `rendered` (name -> infos)."
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1><p>Commit <code>{html.escape(commit)}</code> &middot; made {made}</p>"
-        f"<table><tr><th>stage</th><th>status</th><th>parameters</th><th>started</th><th>took</th></tr>{rows}</table>"
-        + "".join(_section(n, i) for n, i in (rendered or {}).items())
-        + "</body></html>"
-    )
+    return _index_template().render(infos=infos, commit=commit, title=title, rendered=rendered or {}, made=made)
 
 # %% ../../nbs/50_reports.index.ipynb #c014
 def running_info(stage: str, parameters: dict) -> dict:
@@ -123,7 +116,7 @@ def write_index(
     running: dict | None = None,
     rendered: dict | None = None,
 ) -> Path:
-    "Write the index page for the executed stage notebooks `reports` (plus the `running` stage); `hidden` maps stage -> parameters not to show."
+    "Write the index page of the executed stage notebooks `reports` and the `running` stage, less `hidden` parameters."
     infos = [report_info(p, set((hidden or {}).get(Path(p).stem, ()))) for p in reports if Path(p).exists()]
     return write_text_atomic(out_path, render_index(infos + ([running] if running else []), commit, title, rendered))
 
@@ -139,7 +132,7 @@ def rendered_reports(reports_dir: str | Path) -> dict[str, list[dict]]:
     found = {d.name: [report_info(p) for p in sorted(d.glob("*.ipynb"))] for d in dirs}
     return {n: i for n, i in found.items() if i}
 
-
+# %% ../../nbs/50_reports.index.ipynb #2c300009
 def _started(p: Path) -> str:
     return notebook_metadata(p).get("papermill", {}).get("start_time") or ""
 
@@ -153,7 +146,7 @@ def write_reports_index(
     title: str = "urbanlab reports",
     root: str | Path = ".",
 ) -> Path:
-    "Write `reports/index.html`: the stage reports (default: `reports_dir/stages/*.ipynb` in the order they ran), then every rendered report."
+    "Write `reports/index.html`: the stage reports (default: `reports_dir/stages/*.ipynb` as they ran), then the rest."
     stage_reports = (
         stage_reports
         if stage_reports is not None

@@ -4,17 +4,19 @@
 
 # %% ../../nbs/51_reports.offline.ipynb #c002
 from __future__ import annotations
-import re
+import numbers, re
 from html import unescape
 from pathlib import Path
 import nbformat
+import pandas as pd
 import plotly.io as pio
 from plotly.io._base_renderers import MimetypeRenderer
 from ..core import write_text_atomic
 
 # %% auto #0
 __all__ = ['OFFLINE_RENDERER', 'WIDGET_VIEW', 'WIDGET_STATE', 'OFFLINE_TEMPLATE', 'OfflineHtmlRenderer', 'use_offline_plotly',
-           'offline_choropleth', 'strip_widgets', 'render_html']
+           'offline_choropleth', 'number_format', 'format_table', 'format_value', 'metrics_table', 'strip_widgets',
+           'render_html']
 
 # %% ../../nbs/51_reports.offline.ipynb #c005
 class OfflineHtmlRenderer(MimetypeRenderer):
@@ -104,12 +106,50 @@ def offline_choropleth(
     fig.update_xaxes(visible=False).update_yaxes(visible=False, scaleanchor="x", scaleratio=1 / np.cos(mid))
     return fig.update_layout(title=title, plot_bgcolor="white", margin=dict(l=0, r=0, t=40, b=0))
 
+# %% ../../nbs/51_reports.offline.ipynb #c11de20f
+def number_format(values: pd.Series, name: str = "") -> str:
+    "The format of a numeric column: thousands separators and decimals by its size; whole numbers and years plain."
+    v = pd.to_numeric(values, errors="coerce").abs().dropna()
+    if name == "year" or name.endswith("_year"):
+        return "{:.0f}"
+    if pd.api.types.is_integer_dtype(values) or (len(v) and (v % 1 == 0).all()):
+        return "{:,.0f}"
+    top = v.max() if len(v) else 0
+    return "{:,.0f}" if top >= 1000 else "{:,.1f}" if top >= 10 else "{:,.2f}" if top >= 1 else "{:.3f}"
+
+
+def format_table(df: pd.DataFrame, formats: dict | None = None, index: bool = False):
+    "`df` as a table for people (`number_format` per numeric column; `formats` overrides, e.g. '{:.1%}'), as a Styler."
+    numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    styler = df.style.format({c: number_format(df[c], str(c)) for c in numeric} | (formats or {}), na_rep="–")
+    return styler if index else styler.hide(axis="index")
+
+# %% ../../nbs/51_reports.offline.ipynb #a9c1f2db
+def format_value(value, fmt: str | None = None, name: str = "") -> str:
+    "One figure as a reader writes it: a dash for None, yes/no, numbers by `fmt` or `number_format`, text as it is."
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, numbers.Real):  # numpy's numbers too
+        return (fmt or number_format(pd.Series([value]), name)).format(value)
+    return str(value)
+
+
+def metrics_table(metrics: dict, formats: dict | None = None):
+    "The figures of `metrics` (nested dicts as `outer.inner`) as a `figure`, `value` table for people, as a Styler."
+    formats, rows = formats or {}, []
+    for k, v in metrics.items():
+        for name, inner, value in [(f"{k}.{i}", i, w) for i, w in v.items()] if isinstance(v, dict) else [(k, k, v)]:
+            rows.append((name, format_value(value, formats.get(name, formats.get(inner)), inner)))
+    return format_table(pd.DataFrame(rows, columns=["figure", "value"]))
+
 # %% ../../nbs/51_reports.offline.ipynb #726e5f37
 WIDGET_VIEW, WIDGET_STATE = "application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"
 
 
 def _widget_text(models: dict, model_id: str) -> str:
-    "What the saved widget `model_id` shows, as text: description and value (a progress bar drawn), then its children's."
+    "What the saved widget `model_id` shows, as text: description, value (a progress bar drawn), then its children's."
     m = models.get(model_id, {})
     s = m.get("state", {})
     if m.get("model_name", "").endswith("ProgressModel"):
@@ -120,7 +160,7 @@ def _widget_text(models: dict, model_id: str) -> str:
     kids = "".join(_widget_text(models, str(c).removeprefix("IPY_MODEL_")) for c in s.get("children", []))
     return " ".join(t for t in (s.get("description", ""), value) if t) + kids
 
-
+# %% ../../nbs/51_reports.offline.ipynb #c71d4d38
 def strip_widgets(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     "`nb` with each widget view replaced by its saved state as text and no widget state (nothing for a CDN to redraw)."
     models = nb.metadata.pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
