@@ -64,7 +64,7 @@ def project(tmp_path_factory) -> Path:
 
 
 # `make test-fast` runs `pytest -m "not slow"`: all but the tests that run the pipeline or a stage (minutes each).
-SLOW_FILES = {"test_pipeline.py", "test_browser.py", "test_explorers.py", "test_allocate_stage.py"}
+SLOW_FILES = {"test_pipeline.py", "test_browser.py", "test_explorers.py", "test_allocate_stage.py", "test_serve.py"}
 
 
 def pytest_configure(config):

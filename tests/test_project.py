@@ -96,6 +96,7 @@ LAYERS = [
     ("features", ["urbanlab.features"]),
     ("models and optimize", ["urbanlab.models", "urbanlab.optimize", "urbanlab.allocate"]),
     ("reports", ["urbanlab.reports"]),
+    ("serve", ["urbanlab.serve"]),
     ("pipeline", ["urbanlab.pipeline"]),
     ("cli", ["urbanlab.cli"]),
 ]

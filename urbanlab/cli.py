@@ -12,7 +12,7 @@ from .core import UrbanlabError, project_root
 
 # %% auto #0
 __all__ = ['app', 'kfp_app', 'run', 'run_one_stage', 'params', 'validate', 'dvc_yaml', 'allocate_cmd', 'kfp_compile', 'kfp_run',
-           'kfp_submit', 'kfp_params', 'main']
+           'kfp_submit', 'kfp_params', 'serve_cmd', 'main']
 
 # %% ../nbs/90_cli.ipynb #c005
 app = typer.Typer(
@@ -224,6 +224,25 @@ from .reports import app as _explorer_app
 
 app.command("app")(_explorer_app.app)
 app.command("lab")(_explorer_app.lab)
+
+# %% ../nbs/90_cli.ipynb #7dcbef69
+@app.command("serve")
+def serve_cmd(
+    host: str = typer.Option(
+        "127.0.0.1", help="Address to listen on; anything but 127.0.0.1/localhost needs URBANLAB_API_TOKEN set."
+    ),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(1, min=1, max=64, help="Worker processes (each loads the models: about 1 GB)."),
+    root: Optional[Path] = typer.Option(
+        None, help="Folder with the pipeline's outputs (data/, models/, metrics/); default: this project."
+    ),
+):
+    """Serve the pipeline's outputs and trained models as an HTTP API: JSON under /v1, docs at /docs (offline),
+    /healthz, /readyz, Prometheus metrics at /metrics. POST endpoints need `Authorization: Bearer $URBANLAB_API_TOKEN`
+    when the server has a token; CORS is off unless URBANLAB_API_CORS lists origins."""
+    from urbanlab.serve.app import serve
+
+    serve(host, port, workers, root)
 
 # %% ../nbs/90_cli.ipynb #c017
 def main(args: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from .series import read_series, size_class
 
 # %% auto #0
 __all__ = ['BACKTEST_CUTOFFS', 'FINAL_CUTOFF', 'MODEL_NAMES', 'all_models', 'backtest', 'train_models', 'errors', 'un_agreement',
-           'backtest_file', 'forecast_file']
+           'backtest_file', 'forecast_series', 'forecast_file']
 
 # %% ../../nbs/33_models.backtest.ipynb #c005
 def all_models(seed: int = 0, gbm_iterations: int = 200, **growth) -> dict:
@@ -123,11 +123,21 @@ def backtest_file(
     }
 
 
+def forecast_series(
+    series: pd.DataFrame,  # checked by `check_series`: `unit_id, year, population`
+    to_year: int,  # forecast up to this year
+    model: GrowthModel,  # a trained growth model (no retraining)
+    step: int = 5,  # years between forecasts (`to_year` is always included)
+    name: str = "--to",  # what messages call `to_year`
+) -> pd.DataFrame:
+    "Forecast each unit of `series` from its last year every `step` years up to `to_year`."
+    last = int(series.year.max())
+    if to_year <= last:
+        raise UrbanlabError(f"{name} {to_year} must be after the last year of the series ({last}).")
+    years = sorted(set(range(last + step, to_year + 1, step)) | {to_year})
+    return model.forecast(series, last, years)
+
+
 def forecast_file(path: str | Path, to_year: int, model: GrowthModel, step: int = 5) -> pd.DataFrame:
     "Forecast the series in `path` every `step` years up to `to_year` with a trained growth model."
-    mine = read_series(path)
-    last = int(mine.year.max())
-    if to_year <= last:
-        raise UrbanlabError(f"--to {to_year} must be after the last year of the series ({last}).")
-    years = sorted(set(range(last + step, to_year + 1, step)) | {to_year})
-    return model.forecast(mine, last, years)
+    return forecast_series(read_series(path), to_year, model, step)
