@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.urbanlab-installed
 
-.PHONY: help env sysdeps run lint test test-fast lab app prepare benchmark clean-env
+.PHONY: help env sysdeps run lint test test-fast lab app serve prepare benchmark clean-env
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -46,6 +46,9 @@ lab: env  ## JupyterLab on this project with the urbanlab kernel, at http://127.
 
 app: env  ## the hub-siting and allocation explorers as a web app (Voila), at http://127.0.0.1:8866 (run `make run` first)
 	$(BIN)/urbanlab app
+
+serve: env  ## the HTTP API over the pipeline's outputs, at http://127.0.0.1:8000 (docs at /docs; run `make run` first)
+	$(BIN)/urbanlab serve
 
 prepare: env  ## before a commit: format nbs/, export to urbanlab/, clean notebooks, regenerate dvc.yaml and the Kubeflow pipeline
 	$(BIN)/ruff format . && $(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/urbanlab dvc-yaml && $(BIN)/urbanlab kfp compile

@@ -20,7 +20,6 @@ from urbanlab.serve.data import (
     PlanTimeout,
     ServeData,
     check_served,
-    nearest_hubs,
     predict_need,
     suggest_district,
 )
@@ -263,6 +262,12 @@ MODELS = Gauge(
 ACCESS = logging.getLogger("urbanlab.access")
 
 
+def _utc_now() -> str:
+    "The time now, ISO 8601 in UTC to the millisecond: 2026-12-02T01:20:03.123Z."
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+
 def _log_line(record: dict) -> None:
     if not ACCESS.handlers:
         h = logging.StreamHandler(sys.stdout)
@@ -298,7 +303,7 @@ class Observe:
             LATENCY.labels(route).observe(seconds)
             _log_line(
                 dict(
-                    ts=round(time.time(), 3),
+                    ts=_utc_now(),
                     method=scope["method"],
                     route=route,
                     status=status[0],
@@ -484,7 +489,7 @@ _bearer = HTTPBearer(auto_error=False, description="URBANLAB_API_TOKEN of the se
 def add_routes(app: FastAPI, state: _State) -> None:
     "The endpoints of the API."
 
-    def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+    async def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
         if state.token is None:
             return
         given = credentials.credentials.encode() if credentials else b""
@@ -495,7 +500,7 @@ def add_routes(app: FastAPI, state: _State) -> None:
                 headers={"WWW-Authenticate": "Bearer"},
             )
 
-    def ready() -> ServeData:
+    async def ready() -> ServeData:  # async: no thread hop for the fast GETs
         return state.ready()
 
     from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -534,7 +539,7 @@ def add_routes(app: FastAPI, state: _State) -> None:
         return dict(
             latitude=lat,
             longitude=lon,
-            hubs=nearest_hubs(data.hubs, lat, lon, k),
+            hubs=data.hubs.nearest(lat, lon, k),
             source="data/processed/hubs/recommendations.csv (site_hubs)",
         )
 

@@ -13,7 +13,7 @@ from ..core import UrbanlabError, project_path, project_root, require_outputs, s
 from ..features.need import BASE_FEATURES, great_circle_km
 
 # %% auto #0
-__all__ = ['HUB_COLUMNS', 'serve_files', 'check_served', 'nearest_hubs', 'policy_shares', 'projected_years', 'district_cards',
+__all__ = ['HUB_COLUMNS', 'serve_files', 'check_served', 'HubIndex', 'policy_shares', 'projected_years', 'district_cards',
            'suggest_district', 'predict_need', 'ServeData', 'served_versions', 'plan_tables', 'plan_years', 'plan_hubs',
            'PlanTimeout', 'PlanPool']
 
@@ -42,17 +42,6 @@ def check_served(root: str | Path | None = None) -> dict[str, Path]:
     return files
 
 # %% ../../nbs/70_serve.data.ipynb #70bfc275
-HUB_COLUMNS = ["rank", "name", "kind", "ubigeo", "district", "province", "department", "latitude", "longitude"]
-
-
-def nearest_hubs(hubs: pd.DataFrame, lat: float, lon: float, k: int = 3) -> list[dict]:
-    "The `k` hubs of `hubs` nearest to (`lat`, `lon`), nearest first, each with its `km`."
-    km = great_circle_km(lat, lon, hubs.latitude.to_numpy(), hubs.longitude.to_numpy())
-    order = np.argsort(km, kind="stable")[:k]
-    rows = hubs.iloc[order][HUB_COLUMNS].assign(km=km[order].round(3))
-    return rows.to_dict("records")
-
-# %% ../../nbs/70_serve.data.ipynb #78c41286
 def _clean(v):
     "A JSON-ready scalar: numpy numbers as Python numbers, NaN as None."
     if isinstance(v, (np.floating, float)):
@@ -64,6 +53,25 @@ def _clean(v):
     return v
 
 
+HUB_COLUMNS = ["rank", "name", "kind", "ubigeo", "district", "province", "department", "latitude", "longitude"]
+
+
+class HubIndex:
+    "The recommended hubs, ready to be searched by distance thousands of times a second."
+
+    def __init__(self, hubs: pd.DataFrame):  # `recommendations.csv`
+        self.lat, self.lon = hubs.latitude.to_numpy(float), hubs.longitude.to_numpy(float)
+        self.records = [{k: _clean(v) for k, v in r.items()} for r in hubs[HUB_COLUMNS].to_dict("records")]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def nearest(self, lat: float, lon: float, k: int = 3) -> list[dict]:
+        "The `k` hubs nearest to (`lat`, `lon`), nearest first, each with its `km`."
+        km = great_circle_km(lat, lon, self.lat, self.lon)
+        return [self.records[i] | dict(km=round(float(km[i]), 3)) for i in np.argsort(km, kind="stable")[:k]]
+
+# %% ../../nbs/70_serve.data.ipynb #78c41286
 def policy_shares(
     units: pd.DataFrame,  # `district_units.csv`: `ubigeo`, `unit_id`
     allocations: dict[str, pd.DataFrame],  # policy -> `allocation_<policy>.csv`
@@ -103,7 +111,7 @@ def district_cards(
     need: pd.DataFrame,  # `district_need.parquet`
     projection: pd.DataFrame,  # `district_projection.parquet`: `population`, `population_<year>`
     districts: pd.DataFrame,  # `districts.parquet`: capitals' coordinates
-    hubs: pd.DataFrame,  # `recommendations.csv`
+    hubs: HubIndex,  # the recommended hubs
     shares: dict[str, dict],  # `policy_shares`
 ) -> dict[str, dict]:
     "Every district's figures, by code, ready to send."
@@ -131,7 +139,7 @@ def district_cards(
         if u in caps.index and not caps.loc[u, ["latitude", "longitude"]].isna().any():
             c = caps.loc[u]
             card["capital"] = dict(name=c.capital, latitude=float(c.latitude), longitude=float(c.longitude))
-            card["nearest_hub"] = nearest_hubs(hubs, c.latitude, c.longitude, k=1)[0]
+            card["nearest_hub"] = hubs.nearest(c.latitude, c.longitude, k=1)[0]
         cards[u] = {k: _clean(v) for k, v in card.items()}
     return cards
 
@@ -167,7 +175,7 @@ def predict_need(model, features: list[str], rows: pd.DataFrame) -> pd.DataFrame
 class ServeData:
     "The pipeline's tables and trained models, as `urbanlab serve` answers from them."
 
-    hubs: pd.DataFrame
+    hubs: HubIndex
     cards: dict[str, dict]
     growth: object  # a `GrowthModel`
     need_model: object  # a `KerasNeed`
@@ -183,7 +191,7 @@ class ServeData:
         from urbanlab.models.need import load_need_model
 
         f = check_served(root)
-        hubs = pd.read_csv(f["hubs"], dtype={"ubigeo": str}).assign(ubigeo=lambda d: d.ubigeo.map(_code))
+        hubs = HubIndex(pd.read_csv(f["hubs"], dtype={"ubigeo": str}).assign(ubigeo=lambda d: d.ubigeo.map(_code)))
         units = pd.read_csv(f["district_units"], dtype=str).assign(ubigeo=lambda d: d.ubigeo.map(_code))
         folder = f["allocation_needs"].parent
         allocations = {
