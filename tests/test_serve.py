@@ -335,3 +335,23 @@ def test_generated_requests_never_break_the_server_or_the_schema(case):
         headers=AUTH,
         checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
     )
+
+
+def test_published_outputs_are_what_the_server_needs(outputs, tmp_path):
+    "The Kubeflow `publish` step's move, from per-stage artifacts (as `run_step` fills them) to a claim's layout."
+    import shutil
+
+    from urbanlab.pipeline.kubeflow import publish_outputs
+    from urbanlab.pipeline.stages import STAGES
+    from urbanlab.serve.data import check_served
+
+    artifacts = {}
+    for name, stage in STAGES.items():
+        art = artifacts[name] = tmp_path / "artifacts" / name
+        for rel in [*stage.written().values(), stage.report, stage.report_html]:
+            (art / rel).parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if (outputs / rel).is_dir() else shutil.copy2)(outputs / rel, art / rel)
+    claim = tmp_path / "claim"
+    publish_outputs(artifacts, claim)
+    for path in check_served(claim).values():
+        assert path.read_bytes() == (outputs / path.relative_to(claim)).read_bytes(), path

@@ -16,9 +16,9 @@ from .stages import STAGES, Stage, get_stage, upstream
 
 # %% auto #0
 __all__ = ['SHARED', 'DEFAULT_IMAGE', 'MOUNT_PATH', 'FIXED', 'PipelineInput', 'stage_inputs', 'pipeline_inputs',
-           'resolve_arguments', 'sha256_files', 'code_hashes', 'uses_spark', 'component_source', 'pipeline_source',
-           'configure_task', 'load_pipeline', 'compile_pipeline', 'make_workspace', 'run_step', 'run_local', 'lay_out',
-           'check_host', 'submit']
+           'resolve_arguments', 'sha256_files', 'code_hashes', 'uses_spark', 'component_source', 'publish_source',
+           'publish_calls', 'pipeline_source', 'configure_task', 'load_pipeline', 'compile_pipeline', 'make_workspace',
+           'run_step', 'run_local', 'publish_outputs', 'lay_out', 'check_host', 'submit']
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c005
 SHARED = {
@@ -165,6 +165,29 @@ def component_source(
     )
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c016
+def publish_source(stages: dict[str, Stage], image: str) -> str:
+    "Python source of the `publish` component: every stage's outputs laid out under the mounted claim."
+    sig = ", ".join(f"{n}_outputs: Input[Dataset]" for n in stages)
+    paths = "{" + ", ".join(f"{n!r}: {n}_outputs.path" for n in stages) + "}"
+    return (
+        f"@dsl.component(base_image={image!r}, install_kfp_package=False)\n"
+        f"def publish({sig}):\n"
+        f'    """Lay every stage\'s outputs out under {MOUNT_PATH}, where `urbanlab serve --root {MOUNT_PATH}` reads '
+        'them."""\n'
+        "    from urbanlab.pipeline.kubeflow import MOUNT_PATH, publish_outputs\n"
+        f"    publish_outputs({paths}, MOUNT_PATH)\n"
+    )
+
+
+def publish_calls(stages: dict[str, Stage], pvc: str) -> list[str]:
+    "The pipeline lines that run `publish` after every stage, on the claim, never from the cache."
+    ins = ", ".join(f"{n}_outputs={n}.outputs['outputs']" for n in stages)
+    return [
+        f"    publish_task = publish({ins})",
+        f"    configure_task(publish_task, 'publish', cpu='1', memory='2Gi', pvc={pvc!r}, cache=False)",
+    ]
+
+
 def pipeline_source(
     stages: dict[str, Stage] = STAGES,
     root: str | Path | None = None,
@@ -197,11 +220,14 @@ def pipeline_source(
             f"    {n} = {n}_({', '.join(kw)})",
             f"    configure_task({n}, {n!r}, cpu={n}__cpu, memory={n}__memory, gpu={gpu}, pvc={pvc!r})",
         ]
+    if pvc:
+        body += publish_calls(stages, pvc)
     ret = "    return Outputs(" + ", ".join(f"{n}={n}.outputs['outputs']" for n in stages) + ")\n"
     alias = "".join(f"{n}_ = {n}\n" for n in stages)
     return (
         head
         + comps
+        + ("\n\n" + publish_source(stages, image) if pvc else "")
         + "\n\n"
         + alias
         + "\n\n"
@@ -215,9 +241,11 @@ def pipeline_source(
     )
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c018
-def configure_task(task, name: str, cpu, memory, gpu=None, pvc: str | None = None):
+def configure_task(task, name: str, cpu, memory, gpu=None, pvc: str | None = None, cache: bool = True):
     "Set a step's display name, resource requests, GPUs, caching and volume."
-    task.set_display_name(name).set_cpu_request(cpu).set_memory_request(memory).set_caching_options(enable_caching=True)
+    task.set_display_name(name).set_cpu_request(cpu).set_memory_request(memory).set_caching_options(
+        enable_caching=cache
+    )
     if gpu is not None:
         task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpu)
     if pvc:
@@ -358,7 +386,12 @@ def run_local(
         raise UrbanlabError(f"The local Kubeflow run failed: {e}") from None
     finally:
         os.environ.pop("URBANLAB_ROOT", None)
-    return {name: lay_out(get_stage(name), Path(art.path), root) for name, art in task.outputs.items()}
+    return publish_outputs({name: art.path for name, art in task.outputs.items()}, root)
+
+
+def publish_outputs(artifacts: dict[str, str | Path], root: str | Path) -> dict[str, list[Path]]:
+    "Lay the `outputs` artifact of each stage (by name) out under `root` at its project paths; the paths by stage."
+    return {name: lay_out(get_stage(name), Path(path), Path(root)) for name, path in artifacts.items()}
 
 
 def lay_out(stage: Stage, outputs: Path, root: Path) -> list[Path]:
