@@ -368,3 +368,27 @@ def test_published_outputs_are_what_the_server_needs(outputs, tmp_path):
     publish_outputs(artifacts, claim)
     for path in check_served(claim).values():
         assert path.read_bytes() == (outputs / path.relative_to(claim)).read_bytes(), path
+
+
+def test_docs_render_in_a_browser_with_no_network(server):
+    "Swagger UI draws every endpoint with every request to another machine blocked, and no script error."
+    from browser import browser_page
+
+    url, blocked = server[0], []
+
+    def route(r):
+        if r.request.url.startswith(url):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    with browser_page(1300, 1400) as (page, errors):
+        page.route("**/*", route)
+        page.goto(f"{url}/docs")
+        page.wait_for_selector(".opblock", timeout=30_000)
+        assert page.locator(".opblock").count() == 8  # healthz, readyz and the six /v1 endpoints
+        assert not errors.all() and not blocked, (errors.all(), blocked)
+        if os.environ.get("URBANLAB_SCREENSHOTS"):
+            page.screenshot(path=str(Path(os.environ["URBANLAB_SCREENSHOTS"]) / "api_docs.png"))
+    assert httpx.get(f"{url}/redoc").status_code == 404  # off: it would fetch a logo from a CDN

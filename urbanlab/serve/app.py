@@ -446,6 +446,7 @@ def create_app(
             state.plans.close()
 
     app = FastAPIOffline(
+        redoc_url=None,  # ReDoc's page still fetches its logo from a CDN: Swagger UI at /docs is the offline one
         title="urbanlab API",
         version=__import__("urbanlab").__version__,
         description="Answers from urbanlab's pipeline outputs and trained models: hubs near a point, a district's "
