@@ -239,7 +239,9 @@ def test_plan_reproduces_site_hubs_and_keeps_others_flowing(client, outputs):
     answer, latencies = {}, []
 
     def plan():
-        answer["r"] = client.post("/v1/hubs/plan", json=dict(region="all", n_hubs=10, year=2030), headers=AUTH)
+        answer["r"] = client.post(
+            "/v1/hubs/plan", json=dict(region="all", n_hubs=10, year=2030, time_limit=60), headers=AUTH
+        )
 
     t = threading.Thread(target=plan)
     t.start()
