@@ -40,6 +40,20 @@ def serve_cmd(*args, **extra_env) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "urbanlab"), "serve", *args], env=e, capture_output=True, text=True, timeout=120)
 
 
+def live_in_group(pgid: int) -> list:
+    "Processes of process group `pgid` still running (zombies waiting for a parent to reap them do not count)."
+    import psutil
+
+    live = []
+    for p in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                live.append(p.cmdline())
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return live
+
+
 def haversine_km(lat1, lon1, lat2, lon2) -> float:
     "Great-circle km, written out with `math` (an oracle independent of urbanlab's numpy version)."
     p1, p2 = math.radians(lat1), math.radians(lat2)
@@ -110,6 +124,32 @@ def test_refuses_a_port_in_use(outputs):
         s.listen()
         r = serve_cmd("--root", str(outputs), "--port", str(s.getsockname()[1]))
     assert r.returncode == 1 and "cannot listen on 127.0.0.1:" in r.stderr and "choose another --port" in r.stderr, r
+
+
+def test_ctrl_c_stops_the_server_and_its_plan_process(outputs):
+    "SIGINT to the whole process group, as Ctrl-C in a terminal sends it, after a plan: everything exits at once."
+    import signal
+
+    port = free_port()
+    cmd = [str(BIN / "urbanlab"), "serve", "--port", str(port), "--root", str(outputs)]
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.time() + 240
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        assert httpx.post(f"{url}/v1/hubs/plan", json=dict(region="TUMBES", n_hubs=2), timeout=60).status_code == 200
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(20)  # a multiprocessing.Pool here waited forever on a lock its interrupted worker held
+        time.sleep(1)
+        assert not live_in_group(proc.pid)  # nothing of the group is left running, the plan process included
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 # --- answers checked against independent ones ---------------------------------------------------------------------

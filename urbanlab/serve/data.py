@@ -4,7 +4,7 @@
 
 # %% ../../nbs/70_serve.data.ipynb #635bd388
 from __future__ import annotations
-import json, multiprocessing, threading, unicodedata
+import json, multiprocessing, signal, threading, unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -284,56 +284,86 @@ class PlanTimeout(UrbanlabError):
     "A plan did not return within its time limit."
 
 
-_TABLES: dict = {}
-
-
-def _plan_init(root: str) -> None:
-    _TABLES.update(plan_tables(root))
-
-
-def _plan_task(kwargs: dict) -> dict:
-    return plan_hubs(_TABLES, **kwargs)
-
-
-def _warm() -> bool:
-    return bool(_TABLES)
+def _plan_worker(root: str, conn) -> None:
+    "The plan process: load the tables, say so, then answer each `plan_hubs` request from `conn` until it closes."
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal reaches the server, which stops this process
+    try:
+        tables, failed = plan_tables(root), None
+    except Exception as e:  # the server reports it on every plan
+        tables, failed = None, e
+    conn.send(failed)
+    while True:
+        try:
+            kwargs = conn.recv()
+        except EOFError:
+            return
+        try:
+            if failed is not None:
+                raise failed
+            conn.send(("ok", plan_hubs(tables, **kwargs)))
+        except Exception as e:
+            conn.send(("error", e))
 
 
 class PlanPool:
-    "Hub plans solved in a separate process that loads the tables once; `solve` blocks (call it from a thread)."
+    """Hub plans solved in a separate process that loads the tables once, one plan at a time; `solve` blocks (call it
+    from a thread). A plain process and a pipe, with no lock shared across processes, so stopping never waits."""
 
     grace = 1.0  # seconds beyond a plan's time limit before it counts as timed out
 
     def __init__(self, root: str | Path | None = None):
         self.root = str(Path(root or project_root()))
-        self._lock, self._ready = threading.Lock(), threading.Event()
-        self._pool = None
-        self._start()
+        self._lock = threading.Lock()  # one plan at a time; a replacement process loads while holding it
+        self._proc = self._conn = None
+        with self._lock:
+            self._start()
 
     def _start(self) -> None:
         "Start the plan process and wait until it has loaded the tables (so that no plan's limit pays for it)."
-        pool = multiprocessing.get_context("spawn").Pool(1, _plan_init, (self.root,))
-        pool.apply(_warm)
-        self._pool = pool
-        self._ready.set()
+        ctx = multiprocessing.get_context("spawn")
+        mine, theirs = ctx.Pipe()
+        proc = ctx.Process(target=_plan_worker, args=(self.root, theirs), name="urbanlab-plans", daemon=True)
+        proc.start()
+        theirs.close()
+        failed = mine.recv()
+        self._proc, self._conn = proc, mine
+        if failed is not None:
+            raise UrbanlabError(f"The plan process could not load its tables: {failed}")
+
+    def _stop(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join(5)
+            self._conn.close()
+        self._proc = self._conn = None
+
+    def _replace(self) -> None:
+        with self._lock:
+            self._start()
 
     def solve(self, **kwargs) -> dict:
         "`plan_hubs(**kwargs)` in the plan process; `PlanTimeout` after `time_limit` + `grace` seconds."
         limit = float(kwargs.get("time_limit", 10.0))
-        self._ready.wait()  # a replacement process may still be loading
         with self._lock:
-            pool = self._pool
-        job = pool.apply_async(_plan_task, (kwargs,))
-        try:
-            return job.get(limit + self.grace)
-        except multiprocessing.TimeoutError:
-            with self._lock:
-                if self._pool is pool:  # replace the stuck process (unless another request already did)
-                    self._ready.clear()
-                    pool.terminate()
-                    threading.Thread(target=self._start, daemon=True).start()
-            raise PlanTimeout(f"the plan did not finish within its time limit of {limit:g} s") from None
+            if self._proc is None or not self._proc.is_alive():
+                self._stop()
+                self._start()
+            self._conn.send(kwargs)
+            if not self._conn.poll(limit + self.grace):
+                self._stop()  # a runaway solve: kill it, load a fresh process in the background
+                threading.Thread(target=self._replace, daemon=True).start()
+                raise PlanTimeout(f"the plan did not finish within its time limit of {limit:g} s")
+            try:
+                kind, value = self._conn.recv()
+            except EOFError:
+                self._stop()
+                raise RuntimeError("the plan process stopped unexpectedly") from None
+        if kind == "error":
+            raise value
+        return value
 
     def close(self) -> None:
-        "Stop the plan process."
-        self._pool.terminate()
+        "Stop the plan process at once."
+        proc = self._proc
+        if proc is not None:
+            proc.kill()
