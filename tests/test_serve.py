@@ -40,6 +40,20 @@ def serve_cmd(*args, **extra_env) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "urbanlab"), "serve", *args], env=e, capture_output=True, text=True, timeout=120)
 
 
+def wait_ready(url: str, proc: subprocess.Popen, seconds: float = 240) -> None:
+    "Return once `url/readyz` answers 200; fail if the server exits first or is not ready within `seconds`."
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, f"server exited {proc.returncode}"
+        time.sleep(0.5)
+    raise AssertionError(f"not ready after {seconds:g} s")
+
+
 def live_in_group(pgid: int) -> list:
     "Processes of process group `pgid` still running (zombies waiting for a parent to reap them do not count)."
     import psutil
@@ -78,18 +92,11 @@ def server(outputs, tmp_path_factory):
     with open(out, "w") as o, open(err, "w") as e:
         proc = subprocess.Popen(cmd, env=env() | {"URBANLAB_API_TOKEN": TOKEN}, stdout=o, stderr=e)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None, f"server exited {proc.returncode}: {err.read_text()[-3000:]}"
-        time.sleep(0.5)
-    else:
+    try:
+        wait_ready(url, proc)
+    except AssertionError as e:
         proc.kill()
-        raise AssertionError(f"not ready after 240 s: {err.read_text()[-3000:]}")
+        raise AssertionError(f"{e}: {err.read_text()[-3000:]}") from None
     yield url, out, err
     proc.terminate()
     proc.wait(30)
@@ -134,14 +141,8 @@ def test_ctrl_c_stops_the_server_and_its_plan_process(outputs):
     cmd = [str(BIN / "urbanlab"), "serve", "--port", str(port), "--root", str(outputs)]
     proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        url, deadline = f"http://127.0.0.1:{port}", time.time() + 240
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, proc)
         assert httpx.post(f"{url}/v1/hubs/plan", json=dict(region="TUMBES", n_hubs=2), timeout=60).status_code == 200
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(20)  # a multiprocessing.Pool here waited forever on a lock its interrupted worker held
