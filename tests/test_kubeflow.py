@@ -167,6 +167,22 @@ def test_submit_to_something_that_is_not_kfp():
     assert res.returncode == 1 and "answered 404" in res.stderr
 
 
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--cron", "0 3 * * 1"], "Cannot reach Kubeflow Pipelines at http://127.0.0.1:9"),
+        (["--cron", "mondays"], "expected 5 fields (minute hour day-of-month month day-of-week"),
+        (["--cron", "0 24 * * *"], "'0 24 * * *' is not a valid cron expression"),
+        (["--cron", "0 3 * * 1", "-p", "explore.top_cities=99"], "must be in [1..30]"),
+    ],
+)
+def test_schedule_refuses_bad_input_and_unreachable_hosts(args, expected):
+    res = sh(["urbanlab", "kfp", "schedule", "--host", "http://127.0.0.1:9", *args], ROOT, check=False)
+    assert res.returncode == 1 and expected in res.stderr and "Traceback" not in res.stderr, res.stderr
+    if "Cannot reach" not in expected:
+        assert "Cannot reach" not in res.stderr  # refused before anything was sent
+
+
 # --- running locally ---------------------------------------------------------------------------------------
 
 

@@ -11,8 +11,9 @@ import click, typer
 from .core import UrbanlabError, project_root
 
 # %% auto #0
-__all__ = ['app', 'kfp_app', 'run', 'run_one_stage', 'params', 'validate', 'dvc_yaml', 'allocate_cmd', 'kfp_compile', 'kfp_run',
-           'kfp_submit', 'kfp_params', 'serve_cmd', 'main']
+__all__ = ['app', 'kfp_app', 'models_app', 'run', 'run_one_stage', 'params', 'validate', 'dvc_yaml', 'allocate_cmd',
+           'kfp_compile', 'kfp_run', 'kfp_submit', 'kfp_schedule', 'kfp_params', 'serve_cmd', 'models_list',
+           'models_show', 'models_promote', 'models_rollback', 'monitor_cmd', 'main']
 
 # %% ../nbs/90_cli.ipynb #c005
 app = typer.Typer(
@@ -205,6 +206,25 @@ def kfp_submit(
     )
 
 
+@kfp_app.command("schedule")
+def kfp_schedule(
+    host: str = typer.Option(..., help="The Kubeflow Pipelines address, e.g. http://localhost:8080."),
+    cron: str = typer.Option(..., help="When: cron's 5 fields, e.g. '0 3 * * 1' (Mondays at 03:00 UTC)."),
+    name: str = typer.Option("urbanlab-retrain", help="The recurring run's name."),
+    experiment: str = typer.Option("urbanlab", help="The KFP experiment to file the runs under."),
+    param: Optional[List[str]] = typer.Option(
+        None, "-p", "--param", help="Set a pipeline parameter: stage.name=value."
+    ),
+    package: Optional[Path] = typer.Option(None, help="The compiled pipeline (default pipelines/urbanlab.yaml)."),
+):
+    "Retrain on a timetable: a KFP recurring run of the pipeline; parameters, cron and host are checked first."
+    from urbanlab.pipeline.kubeflow import kfp_cron, schedule
+    from urbanlab.params import parse_assignments
+
+    job = schedule(host, cron, parse_assignments(param), experiment, name, package=package)
+    typer.echo(f"Recurring run {job} ({name}) on {host}: cron '{kfp_cron(cron)}' (KFP's 6 fields, seconds first).")
+
+
 @kfp_app.command("params")
 def kfp_params():
     "List the pipeline's parameters: name, type and default (stage parameters, resources, spark_master, data_root)."
@@ -243,6 +263,119 @@ def serve_cmd(
     from urbanlab.serve.app import serve
 
     serve(host, port, workers, root)
+
+# %% ../nbs/90_cli.ipynb #d1541206
+models_app = typer.Typer(
+    help="The model registry (MLflow): every version, the production one, promote and roll back.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+
+
+def _versions_text(t) -> str:
+    t = t.assign(value=t.value.map("{:.4g}".format), baseline=t.baseline.map("{:.4g}".format), reason=t.reason.str[:90])
+    return t[["model", "version", "status", "metric", "value", "baseline", "created", "reason"]].to_string(index=False)
+
+
+@models_app.command("list")
+def models_list(name: Optional[str] = typer.Argument(None, help="Only this model (growth, need, ...).")):
+    "Every version of every model: its status, the gate's figure and its best baseline's, when, and why."
+    from urbanlab.models.registry import registry_uri, versions
+
+    uri = registry_uri()
+    t = versions(uri, name)
+    typer.echo(_versions_text(t) if len(t) else f"No models registered in {uri} yet: `urbanlab run` trains them.")
+
+
+@models_app.command("show")
+def models_show(name: str = typer.Argument(..., help="The model: growth, need, learner_needs_keras, ...")):
+    "A model's production version with its model card and metrics, then its versions."
+    from urbanlab.models.registry import (
+        check_model,
+        production_version,
+        registry_uri,
+        run_metrics,
+        version_file,
+        versions,
+    )
+
+    uri = registry_uri()
+    check_model(name, uri)
+    prod = production_version(name, uri)
+    if prod is None:
+        typer.echo(f"{name}: no production version.")
+    else:
+        card = version_file(uri, prod.run_id, "model_card.md")
+        typer.echo(f"{name} v{prod.version} is in production: {prod.tags.get('reason', '')}\n")
+        typer.echo(card.read_text() if card else "(no model card)")
+        figures = run_metrics(uri, prod.run_id)
+        typer.echo("\nMetrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(figures.items())))
+    typer.echo("\n" + _versions_text(versions(uri, name)))
+
+
+def _republish(name: str, uri: str) -> None:
+    from urbanlab.models.registry import publish, published_dir, version_label
+
+    folder = published_dir(name)
+    if folder.parent.exists():
+        info = publish(name, folder, uri)
+        typer.echo(
+            f"{folder.relative_to(project_root())} now holds {version_label(info)}; `urbanlab run` reruns what uses it."
+        )
+
+
+@models_app.command("promote")
+def models_promote(
+    name: str = typer.Argument(..., help="The model."), version: str = typer.Argument(..., help="Its version number.")
+):
+    "Make VERSION of NAME the production version (by hand; the reason recorded says so)."
+    from urbanlab.models.registry import promote, registry_uri
+
+    uri = registry_uri()
+    typer.echo(f"{name} v{version}: {promote(name, version, uri)}")
+    _republish(name, uri)
+
+
+@models_app.command("rollback")
+def models_rollback(name: str = typer.Argument(..., help="The model.")):
+    "Return NAME to the version in production before the current one; the current one is marked rolled back."
+    from urbanlab.models.registry import registry_uri, rollback
+
+    uri = registry_uri()
+    typer.echo(f"{name}: back to v{rollback(name, uri)}")
+    _republish(name, uri)
+
+
+@app.command("monitor")
+def monitor_cmd(
+    check: bool = typer.Option(False, "--check", help="Exit 1 with the reasons when there is an alert (cron, CI)."),
+    html: Optional[Path] = typer.Option(
+        None,
+        "--html",
+        help="Also write the page (history plot, versions, drift) here; the report stage makes reports/monitor.html.",
+    ),
+):
+    "Every model's versions, figures and alerts; writes plots/monitor/MODEL.csv for `dvc plots show`."
+    import tempfile
+    from urbanlab.core import project_path
+    from urbanlab.models.registry import registry_uri, versions
+    from urbanlab.reports.monitor import monitor_alerts, write_monitor
+
+    uri = registry_uri()
+    t = versions(uri)
+    if t.empty:
+        raise UrbanlabError(f"No models registered in {uri} yet: `urbanlab run` trains and registers them.")
+    plots = project_path("plots", "monitor")
+    write_monitor(uri, html or Path(tempfile.mkdtemp()) / "monitor.html", plots)
+    typer.echo(
+        _versions_text(t) + f"\n\nHistory for dvc plots: {plots}/<model>.csv" + (f"; page: {html}" if html else "")
+    )
+    alerts = monitor_alerts(uri)
+    for a in alerts:
+        typer.secho(f"alert: {a}", err=True, fg="red")
+    if check and alerts:
+        raise typer.Exit(1)
+    if not alerts:
+        typer.echo("No alerts.")
 
 # %% ../nbs/90_cli.ipynb #c017
 def main(args: list[str] | None = None) -> int:

@@ -50,7 +50,7 @@ def growth_backtest(
 def growth_forecast(
     series: Path = typer.Option(..., help="CSV with columns unit_id, year, population."),
     to: int = typer.Option(..., "--to", help="Forecast up to this year."),
-    model_dir: Path = typer.Option(None, help="A trained model folder (default models/growth/final)."),
+    model_dir: Path = typer.Option(None, help="A trained model folder (default models/production/growth/final)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ):
     "Forecast your series every 5 years up to a year, with 10/50/90% quantiles, as CSV on standard output."
@@ -58,7 +58,7 @@ def growth_forecast(
     from urbanlab.models.backtest import forecast_file
     from urbanlab.models.growth import GrowthModel, load_model
 
-    folder = model_dir or project_path("models", "growth", "final")
+    folder = model_dir or project_path("models", "production", "growth", "final")
     if (Path(folder) / "model.pt").exists():
         model = load_model(folder, device)
     else:

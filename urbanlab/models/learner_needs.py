@@ -14,7 +14,8 @@ from .need import _keras
 __all__ = ['LEARNER_FEATURES', 'DISTRICT_SHARES', 'FEATURES', 'LABELS', 'MODEL_NAMES', 'learner_features', 'check_features',
            'split_by_district', 'fit_forests', 'score_forests', 'sample_features', 'DenseScorer', 'KerasLearnerNeeds',
            'score_learners', 'classification_metrics', 'reliability_table', 'compare_models', 'better_model',
-           'model_verdict', 'model_figures', 'expected_interval', 'district_needs']
+           'model_verdict', 'model_figures', 'prevalence_brier', 'mean_brier', 'save_scorer', 'load_scorer',
+           'save_forests', 'load_forests', 'expected_interval', 'district_needs']
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c005
 LEARNER_FEATURES = LEARNER_ATTRIBUTES  # every learner attribute of `data.learners`, as it is
@@ -314,6 +315,59 @@ def model_figures(metrics: pd.DataFrame, labels=LABELS, models=("Keras", "MLlib 
     w = metrics.set_index(["label", "model"])
     figures = ["accuracy", "precision", "recall", "f1", "brier"]
     return {f"{m}_{l}": {q: round(float(w.loc[(l, m), q]), 4) for q in figures} for l in labels for m in models}
+
+# %% ../../nbs/36_models.learner_needs.ipynb #8292c8c9
+def prevalence_brier(train_share, test_share):
+    "Brier score of predicting the training share `p` for every learner of a test set whose share is `q`."
+    p, q = np.asarray(train_share, float), np.asarray(test_share, float)
+    return q * (1 - p) ** 2 + (1 - q) * p**2
+
+
+def mean_brier(metrics: pd.DataFrame, model: str) -> float:
+    "The mean Brier score over the labels of `model` (a `MODEL_NAMES` value) in `compare_models`' table."
+    return float(metrics[metrics.model == model].brier.mean())
+
+
+def save_scorer(scorer: DenseScorer, folder) -> None:
+    "Save a `DenseScorer` in `folder` (`network.npz`, `network.json`)."
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"mean": scorer.mean, "scale": scorer.scale}
+    for i, (w, b) in enumerate(scorer.layers):
+        arrays |= {f"w{i}": w, f"b{i}": b}
+    np.savez(folder / "network.npz", **arrays)
+    (folder / "network.json").write_text(
+        json.dumps(dict(labels=scorer.labels, features=scorer.features, layers=len(scorer.layers)))
+    )
+
+
+def load_scorer(folder) -> DenseScorer:
+    "The `DenseScorer` saved in `folder` by `save_scorer`."
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    if not (folder / "network.json").is_file():
+        raise UrbanlabError(f"{folder}: no saved learner-needs network (network.npz, network.json) here.")
+    meta, a = json.loads((folder / "network.json").read_text()), np.load(folder / "network.npz")
+    layers = [(a[f"w{i}"], a[f"b{i}"]) for i in range(meta["layers"])]
+    return DenseScorer(a["mean"], a["scale"], layers, meta["labels"], meta["features"])
+
+
+def save_forests(forests: dict, folder) -> None:
+    "Save each label's MLlib forest in `folder/<label>`."
+    for label, m in forests.items():
+        m.write().overwrite().save(f"{folder}/{label}")
+
+
+def load_forests(folder, labels=LABELS) -> dict:
+    "The forests saved by `save_forests` (a Spark session must be running)."
+    from pyspark.ml.classification import RandomForestClassificationModel
+
+    return {l: RandomForestClassificationModel.load(f"{folder}/{l}") for l in labels}
 
 # %% ../../nbs/36_models.learner_needs.ipynb #c036
 def expected_interval(expected, variance, learners, level: float = 0.9):

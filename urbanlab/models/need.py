@@ -19,7 +19,7 @@ from ..core import UrbanlabError, write_text_atomic
 
 # %% auto #0
 __all__ = ['TARGETS', 'label_matrix', 'label_frame', 'KerasNeed', 'save_need_model', 'load_need_model', 'need_models',
-           'spatial_cv', 'cv_metrics', 'compare_with_baselines', 'need_index', 'fill_need']
+           'spatial_cv', 'cv_metrics', 'compare_with_baselines', 'scaled_mae', 'need_index', 'fill_need']
 
 # %% ../../nbs/35_models.need.ipynb #c005
 TARGETS = {"poverty_pct": 100.0, "hdi_2019": 1.0}  # label -> its full scale
@@ -221,6 +221,12 @@ def compare_with_baselines(
         rows[t] = dict(mae=mine.mae, r2=mine.r2, best_baseline=best, baseline_mae=base.mae, baseline_r2=base.r2)
     out = pd.DataFrame.from_dict(rows, orient="index").rename_axis("target")
     return out.assign(beats=out.mae < out.baseline_mae)
+
+# %% ../../nbs/35_models.need.ipynb #3c236deb
+def scaled_mae(metrics: pd.DataFrame) -> pd.Series:
+    "Per model: the mean over targets of MAE divided by the target's full scale (`TARGETS`)."
+    m = metrics.assign(scaled=metrics.mae / metrics.target.map(TARGETS))
+    return m.groupby("model", sort=False).scaled.mean()
 
 # %% ../../nbs/35_models.need.ipynb #c025
 def need_index(poverty_pct, hdi):

@@ -18,7 +18,7 @@ from .stages import STAGES, Stage, get_stage, upstream
 __all__ = ['SHARED', 'DEFAULT_IMAGE', 'MOUNT_PATH', 'FIXED', 'PipelineInput', 'stage_inputs', 'pipeline_inputs',
            'resolve_arguments', 'sha256_files', 'code_hashes', 'uses_spark', 'component_source', 'publish_source',
            'publish_calls', 'pipeline_source', 'configure_task', 'load_pipeline', 'compile_pipeline', 'make_workspace',
-           'run_step', 'run_local', 'publish_outputs', 'lay_out', 'check_host', 'submit']
+           'run_step', 'run_local', 'publish_outputs', 'lay_out', 'check_host', 'submit', 'kfp_cron', 'schedule']
 
 # %% ../../nbs/63_pipeline.kubeflow.ipynb #c005
 SHARED = {
@@ -445,3 +445,52 @@ def submit(
         str(package), arguments=arguments, experiment_name=experiment, run_name=run_name, enable_caching=True
     )
     return run.run_id
+
+# %% ../../nbs/63_pipeline.kubeflow.ipynb #f5d8bc12
+def kfp_cron(expr: str) -> str:
+    "A cron expression checked and written as KFP's six fields (seconds first), or an error saying what was expected."
+    import re
+    from croniter import croniter
+
+    fields = str(expr).split()
+    if len(fields) not in (5, 6):
+        raise UrbanlabError(
+            f"--cron {expr!r}: expected 5 fields (minute hour day-of-month month day-of-week, e.g. '0 3 * * 1' for "
+            f"Mondays at 03:00) or KFP's 6 (seconds first); got {len(fields)}."
+        )
+    seconds, rest = (fields[0], fields[1:]) if len(fields) == 6 else ("0", fields)
+    if not re.fullmatch(r"[0-9*/,-]+", seconds) or not croniter.is_valid(" ".join(rest)):
+        raise UrbanlabError(f"--cron {expr!r} is not a valid cron expression (e.g. '0 3 * * 1': Mondays at 03:00).")
+    return " ".join([seconds, *rest])
+
+
+def schedule(
+    host: str,
+    cron: str,
+    assignments: dict | None = None,
+    experiment: str = "urbanlab",
+    name: str = "urbanlab-retrain",
+    root: str | Path | None = None,
+    package: str | Path | None = None,
+) -> str:
+    "Create a recurring run of the compiled pipeline on the KFP at `host` (`cron`: when); returns its id."
+    root = Path(root or project_root())
+    package = Path(package or root / "pipelines" / "urbanlab.yaml")
+    arguments = resolve_arguments(assignments or {}, pipeline_inputs(root=root))
+    when = kfp_cron(cron)
+    check_host(host)
+    import kfp
+
+    client = kfp.Client(host=host)
+    exp = client.create_experiment(experiment)
+    job = client.create_recurring_run(
+        exp.experiment_id,
+        name,
+        cron_expression=when,
+        params=arguments,
+        pipeline_package_path=str(package),
+        max_concurrency=1,
+        no_catchup=True,
+        enable_caching=True,
+    )
+    return job.recurring_run_id

@@ -112,7 +112,7 @@ def run_stage(
         for k, v in stage.deps.items()
         for i, p in enumerate(v if isinstance(v, list) else [v])
     }
-    add_provenance(executed, provenance(f"Stage `{name}`", params, inputs, root))
+    add_provenance(executed, provenance(f"Stage `{name}`", params, inputs, root, list(outs.values())))
     render_html(executed, staging / stage.report_html)
     moved = [
         replace_dir(staging / rel, root / rel) for rel in [*stage.written().values(), stage.report, stage.report_html]

@@ -82,11 +82,13 @@ def _stages() -> list[Stage]:
         Stage("evaluate_growth",
               deps={"interim_dir": "data/interim", "model_dir": "models/growth",
                     "patterns_dir": "data/processed/patterns", "totals_path": totals},
-              outs={"out_dir": "data/processed/growth"}, metrics={"metrics_path": "metrics/evaluate_growth.json"},
+              outs={"out_dir": "data/processed/growth", "production_dir": "models/production/growth"},
+              metrics={"metrics_path": "metrics/evaluate_growth.json"},
               plots={"errors_plot_path": Plot("plots/growth/error_by_horizon.csv", "horizon", "urbanlab")},
               resources=Resources("2", "6Gi")),
         Stage("train_need", deps={"interim_dir": "data/interim", "patterns_dir": "data/processed/patterns"},
-              outs={"out_dir": "data/processed/need", "model_dir": "models/need"},
+              outs={"out_dir": "data/processed/need", "model_dir": "models/need",
+                    "production_dir": "models/production/need"},
               metrics={"metrics_path": "metrics/train_need.json"}, resources=Resources("2", "4Gi")),
         Stage("site_hubs",
               deps={"interim_dir": "data/interim", "need_dir": "data/processed/need",
@@ -96,14 +98,15 @@ def _stages() -> list[Stage]:
               resources=Resources("2", "4Gi")),
         Stage("allocate_resources",
               deps={"interim_dir": "data/interim", "hubs_path": "data/processed/hubs/recommendations.csv"},
-              outs={"out_dir": "data/processed/allocation"},
+              outs={"out_dir": "data/processed/allocation", "model_dir": "models/learner_needs",
+                    "production_dir": "models/production/learner_needs"},
               metrics={"metrics_path": "metrics/allocate_resources.json"}, resources=Resources("4", "16Gi")),
     ]
     # fmt: on
     report = Stage(
         "report",
         deps={"stage_reports": [s.report for s in body]},
-        outs={"index_path": "reports/index.html"},
+        outs={"index_path": "reports/index.html", "monitor_path": "reports/monitor.html"},
         resources=Resources("500m", "1Gi"),
     )
     return body + [report]
@@ -147,9 +150,9 @@ def dvc_stage(s: Stage) -> dict:
         outs=[{p: {"persist": True}} for p in [*s.outs.values(), s.report, s.report_html]],
     )
     if s.metrics:
-        d["metrics"] = [{p: {"cache": False, "persist": True}} for p in s.metrics.values()]
+        d["metrics"] = [{p: {"persist": True}} for p in s.metrics.values()]
     if s.plots:
-        d["plots"] = [{p.path: {"cache": False, "persist": True, "x": p.x, "y": p.y}} for p in s.plots.values()]
+        d["plots"] = [{p.path: {"persist": True, "x": p.x, "y": p.y}} for p in s.plots.values()]
     return d
 
 

@@ -34,6 +34,7 @@ def report_info(ipynb: str | Path, hidden: set | frozenset = frozenset()) -> dic
         start=(pm.get("start_time") or "")[:19].replace("T", " "),
         seconds=pm.get("duration"),
         status="failed" if pm.get("exception") else "ok",
+        models=(prov or {}).get("models", {}),
     )
 
 # %% ../../nbs/50_reports.index.ipynb #c008
@@ -57,10 +58,12 @@ def git_commit(root: str | Path = ".") -> str:
 # %% ../../nbs/50_reports.index.ipynb #c011
 INDEX_TEMPLATE = """\
 {%- macro reports_table(first, folder, infos) -%}
-<table><tr><th>{{ first }}</th><th>status</th><th>parameters</th><th>started</th><th>took</th></tr>
+<table><tr><th>{{ first }}</th><th>status</th><th>models</th><th>parameters</th><th>started</th><th>took</th></tr>
 {%- for i in infos %}
 <tr><td><a href='{{ folder }}/{{ i["html"] }}'>{{ i["stage"] }}</a></td>
 <td class='{{ i["status"] }}'>{{ i["status"] }}</td>
+<td>{% for k, m in (i.get("models") or {}).items() %}{% if not loop.first %}<br>{% endif %}{{ k }} v{{ m["version"] }}
+{%- if m["status"] != "production" %} ({{ m["status"] }}){% endif %}{% else %}-{% endfor %}</td>
 <td>{% for k, v in i["parameters"].items() %}{% if not loop.first %}<br>{% endif %}<code>{{ k }} = {{ v|repr }}</code>
 {%- else %}defaults{% endfor %}</td>
 <td>{{ i["start"] }}</td><td>{{ "%.1f s"|format(i["seconds"]) if i["seconds"] is not none else "" }}</td></tr>
@@ -74,6 +77,8 @@ td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;vertical-align:
 code{background:#f4f4f4;padding:0 .2rem}.failed{color:#b00}
 </style></head>
 <body><h1>{{ title }}</h1><p>Commit <code>{{ commit }}</code> &middot; made {{ made }}</p>
+{%- if monitor %}<p><a href='monitor.html'>Models: versions, history and drift</a>
+(<code>urbanlab monitor</code>)</p>{% endif %}
 {{ reports_table("stage", "stages", infos) }}
 {%- for name, section in rendered.items() %}
 <h2>Report <code>{{ name }}</code> ({{ section|length }})</h2>
@@ -89,10 +94,14 @@ def _index_template() -> jinja2.Template:
     return env.from_string(INDEX_TEMPLATE)
 
 
-def render_index(infos: list[dict], commit: str, title: str = "urbanlab reports", rendered: dict | None = None) -> str:
+def render_index(
+    infos: list[dict], commit: str, title: str = "urbanlab reports", rendered: dict | None = None, monitor: bool = False
+) -> str:
     "The HTML of the index page: the stage reports `infos`, then a section per name of `rendered` (name -> infos)."
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return _index_template().render(infos=infos, commit=commit, title=title, rendered=rendered or {}, made=made)
+    return _index_template().render(
+        infos=infos, commit=commit, title=title, rendered=rendered or {}, made=made, monitor=monitor
+    )
 
 # %% ../../nbs/50_reports.index.ipynb #c014
 def running_info(stage: str, parameters: dict) -> dict:
@@ -118,7 +127,10 @@ def write_index(
 ) -> Path:
     "Write the index page of the executed stage notebooks `reports` and the `running` stage, less `hidden` parameters."
     infos = [report_info(p, set((hidden or {}).get(Path(p).stem, ()))) for p in reports if Path(p).exists()]
-    return write_text_atomic(out_path, render_index(infos + ([running] if running else []), commit, title, rendered))
+    monitor = (Path(out_path).parent / "monitor.html").exists()  # `urbanlab monitor` (the report stage) writes it
+    return write_text_atomic(
+        out_path, render_index(infos + ([running] if running else []), commit, title, rendered, monitor)
+    )
 
 # %% ../../nbs/50_reports.index.ipynb #dfac1a0a
 SKIP_DIRS = ("stages", "failed")  # folders of reports/ that hold no rendered report

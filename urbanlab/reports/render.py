@@ -19,9 +19,9 @@ from .offline import render_html
 __all__ = ['REPORTS_NBS', 'EACH', 'PLOTLY_MIME', 'DEFAULT_WORKERS', 'list_reports', 'report_notebook', 'is_input',
            'default_values', 'resolve_inputs', 'required_inputs', 'list_departments', 'check_department',
            'report_values', 'slugify', 'params_slug', 'file_md5', 'dvc_md5', 'locked_md5s', 'data_versions',
-           'provenance', 'provenance_markdown', 'add_provenance', 'find_chromium', 'save_pngs', 'save_png',
-           'notebook_figures', 'export_figures', 'ReportFailed', 'report_file', 'render_report', 'each_params',
-           'Rendered', 'render_many', 'refresh_index']
+           'model_versions', 'provenance', 'provenance_markdown', 'add_provenance', 'find_chromium', 'save_pngs',
+           'save_png', 'notebook_figures', 'export_figures', 'ReportFailed', 'report_file', 'render_report',
+           'each_params', 'Rendered', 'render_many', 'refresh_index']
 
 # %% ../../nbs/52_reports.render.ipynb #c005
 REPORTS_NBS = "nbs/reports"
@@ -160,12 +160,33 @@ def data_versions(inputs: dict[str, Path], root: str | Path) -> list[dict]:
     return rows
 
 # %% ../../nbs/52_reports.render.ipynb #c023
-def provenance(what: str, parameters: dict, inputs: dict[str, Path], root: str | Path) -> dict:
-    "What a report states about itself: `what` it is, its `parameters`, its data versions and the code's commit."
+def model_versions(paths) -> dict[str, dict]:
+    """The published models found in or under `paths`: each `version.json` (a production model's folder) and each
+    `model_versions.json` (a table's record of the models that made it), by model name."""
+    found = {}
+    for p in map(Path, paths):
+        files = (
+            [p] if p.is_file() else [*p.rglob("version.json"), *p.rglob("model_versions.json")] if p.is_dir() else []
+        )
+        for f in files:
+            if f.name == "version.json":
+                info = json.loads(f.read_text())
+                found[info["name"]] = info
+            elif f.name == "model_versions.json":
+                found |= json.loads(f.read_text())
+    return {k: dict(version=v["version"], status=v["status"]) for k, v in sorted(found.items())}
+
+
+def provenance(
+    what: str, parameters: dict, inputs: dict[str, Path], root: str | Path, outputs: list | None = None
+) -> dict:
+    """What a report states about itself: `what` it is, its `parameters`, its data versions, the models it used or
+    published (`model_versions` of its inputs and `outputs`) and the code's commit."""
     return dict(
         report=what,
         parameters=parameters,
         data=data_versions(inputs, root),
+        models=model_versions([*inputs.values(), *(outputs or [])]),
         commit=git_commit(root),
         made=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
@@ -176,9 +197,14 @@ def provenance_markdown(prov: dict) -> str:
     params = " · ".join(f"`{k} = {v!r}`" for k, v in prov["parameters"].items()) or "none"
     rows = "\n".join(f"| `{r['path']}` | `{r['md5'] or '-'}` | {r['dvc_lock']} |" for r in prov["data"])
     data = f"\n\n| data | DVC md5 | in dvc.lock |\n|---|---|---|\n{rows}" if rows else "\n\nData: none declared."
+    models = " · ".join(
+        f"**{k} v{m['version']}**" + ("" if m["status"] == "production" else f" ({m['status']})")
+        for k, m in prov.get("models", {}).items()
+    )
     return (
         f"**Provenance.** {prov['report']}, made {prov['made']} from commit `{prov['commit']}`.\n\n"
-        f"Parameters: {params}{data}"
+        + (f"Models: {models}\n\n" if models else "")
+        + f"Parameters: {params}{data}"
     )
 
 

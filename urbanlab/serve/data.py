@@ -30,8 +30,10 @@ def serve_files(root: str | Path | None = None) -> dict[str, Path]:
         allocation_needs=p / "allocation" / "allocation_needs.csv",
         district_units=p / "allocation" / "district_units.csv",
         allocation_metrics=project_path("metrics", "allocate_resources.json", root=root),
-        growth_model=m / "growth" / "final" / "model.pt",
-        need_model=m / "need" / "need.keras",
+        growth_model=m / "production" / "growth" / "final" / "model.pt",
+        need_model=m / "production" / "need" / "need.keras",
+        growth_version=m / "production" / "growth" / "version.json",
+        need_version=m / "production" / "need" / "version.json",
     )
 
 
@@ -219,14 +221,16 @@ class ServeData:
 # %% ../../nbs/70_serve.data.ipynb #e255b60d
 def served_versions(files: dict[str, Path], root: str | Path | None = None) -> dict:
     "What `/readyz` reports: each file's DVC md5 and lock status, each model's version."
-    from urbanlab.reports.render import data_versions, file_md5
+    from urbanlab.models.registry import read_version
+    from urbanlab.reports.render import data_versions
 
     root = Path(root or project_root())
     data = {r["path"]: dict(md5=r["md5"], dvc_lock=r["dvc_lock"]) for r in data_versions(files, root)}
-    models = dict(
-        growth=dict(version=file_md5(files["growth_model"])[:12], path=str(files["growth_model"].parent)),
-        need=dict(version=file_md5(files["need_model"])[:12], path=str(files["need_model"].parent)),
-    )
+    models = {
+        name: {k: v for k, v in read_version(files[f"{name}_version"].parent).items() if k != "registry"}
+        | dict(path=str(files[f"{name}_version"].parent))
+        for name in ["growth", "need"]
+    }
     return dict(data=data, models=models)
 
 # %% ../../nbs/70_serve.data.ipynb #cfdbe403
