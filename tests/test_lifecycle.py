@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import sh
-from urbanlab.models.registry import registry_uri, versions
+from urbanlab.models.registry import _client, registry_uri, trials, versions
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,23 @@ def test_a_weak_candidate_on_shifted_data_is_refused_and_flagged(copy):
     res = sh(["urbanlab", "monitor", "--check"], copy, check=False)
     assert res.returncode == 1 and f"need v{m['model']['version']} was rejected" in res.stderr, res.stderr
     assert "under5_share: PSI" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_tune_logs_every_trial_and_the_gate_judges_the_best(copy):
+    "Two trials of five epochs: both are in the registry, the best is a candidate, and too weak to replace production."
+    before = version(copy, "need")
+    out = sh(["urbanlab", "tune", "need", "--trials", "2", "--epochs", "5"], copy).stdout
+    assert "is rejected: its mean scaled MAE" in out and "does not beat the best baseline" in out, out
+    uri = registry_uri(copy / "registry")
+    tuned = versions(uri, "need").iloc[-1]
+    assert tuned.status == "rejected" and tuned.version > int(before["version"])
+    tag = _client(uri).get_run(tuned.run_id).data.params["tuning"]
+    logged = trials(uri, tag)
+    assert len(logged) == 2 and {"learning_rate", "hidden", "batch_size", "value"} <= set(logged.columns)
+    assert tuned.value == pytest.approx(logged.value.min())  # the best trial is the candidate
+    assert version(copy, "need") == before
+    res = sh(["urbanlab", "tune", "hubs"], copy, check=False)
+    assert res.returncode == 1 and "Cannot tune 'hubs'; models with a search space: need, growth" in res.stderr
 
 
 def test_promote_then_rollback(copy):

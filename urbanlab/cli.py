@@ -11,9 +11,9 @@ import click, typer
 from .core import UrbanlabError, project_root
 
 # %% auto #0
-__all__ = ['app', 'kfp_app', 'models_app', 'run', 'run_one_stage', 'params', 'validate', 'dvc_yaml', 'allocate_cmd',
-           'kfp_compile', 'kfp_run', 'kfp_submit', 'kfp_schedule', 'kfp_params', 'serve_cmd', 'models_list',
-           'models_show', 'models_promote', 'models_rollback', 'monitor_cmd', 'main']
+__all__ = ['app', 'kfp_app', 'models_app', 'TUNE_STAGES', 'run', 'run_one_stage', 'params', 'validate', 'dvc_yaml',
+           'allocate_cmd', 'kfp_compile', 'kfp_run', 'kfp_submit', 'kfp_schedule', 'kfp_params', 'serve_cmd',
+           'models_list', 'models_show', 'models_promote', 'models_rollback', 'tune_cmd', 'monitor_cmd', 'main']
 
 # %% ../nbs/90_cli.ipynb #c005
 app = typer.Typer(
@@ -343,6 +343,67 @@ def models_rollback(name: str = typer.Argument(..., help="The model.")):
     uri = registry_uri()
     typer.echo(f"{name}: back to v{rollback(name, uri)}")
     _republish(name, uri)
+
+
+def _stage_settings(*stages: str) -> dict:
+    "The parameters of `stages` as a run would set them: each notebook's defaults, then params.yaml."
+    import ast
+    from urbanlab.params import notebook_params
+    from urbanlab.pipeline.run import stage_values
+    from urbanlab.pipeline.stages import get_stage
+
+    root, out = project_root(), {}
+    for name in stages:
+        s = get_stage(name)
+        declared = notebook_params(root / s.notebook)
+        out |= {k: ast.literal_eval(p.default) for k, p in declared.items() if k not in s.reserved()}
+        out |= stage_values(s, root)
+    return out
+
+
+TUNE_STAGES = {"need": ("train_need",), "growth": ("train_growth", "evaluate_growth")}
+
+
+@app.command("tune")
+def tune_cmd(
+    name: str = typer.Argument(..., help="The model: need or growth."),
+    trials: int = typer.Option(
+        20, "--trials", min=1, help="How many settings to try (each trains and scores a model)."
+    ),
+    epochs: Optional[int] = typer.Option(None, help="need only: most epochs per fit (default: train_need's)."),
+):
+    """Search a model's hyperparameters (Optuna, over the ranges declared beside it), each trial scored by its stage's
+    held-out evaluation and logged to the registry; the best one goes through the gate."""
+    import json
+    from urbanlab.core import project_path, require_outputs
+    from urbanlab.models.registry import publish, published_dir, registry_uri, version_label
+    from urbanlab.models.tune import TUNABLE, tune
+    from urbanlab.reports.index import git_commit
+    from urbanlab.reports.render import data_versions
+
+    if name not in TUNABLE:
+        raise UrbanlabError(f"Cannot tune {name!r}; models with a search space: {', '.join(TUNABLE)}.")
+    root, interim, patterns = project_root(), project_path("interim"), project_path("processed", "patterns")
+    require_outputs([interim, patterns], "urbanlab tune")
+    settings = _stage_settings(*TUNE_STAGES[name]) | ({"epochs": epochs} if epochs else {})
+    uri = registry_uri()
+    data = {r["path"]: r["md5"] for r in data_versions({"i": interim, "p": patterns}, root)}
+    res = tune(
+        name, interim, patterns, settings, trials, uri, data, git_commit(root), settings.get("gate_tolerance", 0.02)
+    )
+    d = res["decision"]
+    typer.echo(res["trials"].to_string(index=False, float_format="{:.4g}".format) + "\n")
+    typer.echo(f"Best: {res['best']}. {name} v{d['version']} is {d['status']}: {d['reason']}.")
+    if d["status"] == "production" and published_dir(name).parent.exists():
+        info = publish(name, published_dir(name), uri)
+        typer.echo(f"{published_dir(name).relative_to(root)} now holds {version_label(info)}.")
+    if d["status"] == "production":
+        section = TUNE_STAGES[name][0]
+        best = {k: float(f"{v:.3g}") if isinstance(v, float) else v for k, v in res["best"].items()}
+        typer.echo(
+            f"To train with these settings from now on, set them in params.yaml, section {section} (or try them: "
+            "dvc exp run " + " ".join(f"-S '{section}.{k}={json.dumps(v)}'" for k, v in best.items()) + ")."
+        )
 
 
 @app.command("monitor")

@@ -12,8 +12,8 @@ from .growth import GrowthModel
 from .series import read_series, size_class
 
 # %% auto #0
-__all__ = ['BACKTEST_CUTOFFS', 'FINAL_CUTOFF', 'MODEL_NAMES', 'all_models', 'backtest', 'train_models', 'errors', 'un_agreement',
-           'backtest_file', 'forecast_series', 'forecast_file']
+__all__ = ['BACKTEST_CUTOFFS', 'FINAL_CUTOFF', 'MODEL_NAMES', 'all_models', 'backtest', 'growth_card', 'train_models', 'errors',
+           'un_agreement', 'backtest_file', 'forecast_series', 'forecast_file']
 
 # %% ../../nbs/33_models.backtest.ipynb #c005
 def all_models(seed: int = 0, gbm_iterations: int = 200, **growth) -> dict:
@@ -45,6 +45,24 @@ def backtest(
 BACKTEST_CUTOFFS = (2000, 2005)
 FINAL_CUTOFF = 2015
 MODEL_NAMES = {**{f"cutoff_{c}": c for c in BACKTEST_CUTOFFS}, "final": FINAL_CUTOFF}
+
+# %% ../../nbs/33_models.backtest.ipynb #f7262c4b
+def growth_card(cities: int, mape: float, baseline_mape: float, baseline: str, coverage: float) -> str:
+    "The growth model's card (Markdown), with its 10-year backtest figures."
+    return f"""# growth: city population forecasts 5 to 20 years ahead
+
+**Predicts** the 10th, 50th and 90th percentiles of a city's population 5, 10, 15 and 20 years after its last
+observation, from its past growth (one PyTorch network for every city).
+
+**Trained on** the UN World Urbanization Prospects 2018 estimates of {cities:,} cities of 300,000+ (the backtest
+models up to {BACKTEST_CUTOFFS[0]} and {BACKTEST_CUTOFFS[1]}, the served model up to {FINAL_CUTOFF}).
+
+**Evaluated by** a rolling-origin backtest from {BACKTEST_CUTOFFS[0]} and {BACKTEST_CUTOFFS[1]} against four
+baselines: 10-year MAPE {mape:.2f}% against {baseline_mape:.2f}% for the best baseline, {baseline}; 80% interval
+coverage {coverage:.0%}.
+
+**Known limits**: estimates between censuses are the UN's own interpolations; a series needs three observations
+to be forecast; the intervals are learned from cities, not from a country's census history."""
 
 # %% ../../nbs/33_models.backtest.ipynb #c3cbbd84
 def train_models(series: pd.DataFrame, covariates, folder: str | Path, **growth) -> dict:

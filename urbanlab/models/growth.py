@@ -16,7 +16,8 @@ from .baselines import QUANTILES, _origins, rates_to_populations
 from .series import HORIZONS, lag_features, samples, thinned
 
 # %% auto #0
-__all__ = ['GrowthNet', 'pinball', 'pick_device', 'GrowthModel', 'save_model', 'load_model', 'matrix_features', 'forecast_matrix']
+__all__ = ['GROWTH_SEARCH', 'GrowthNet', 'pinball', 'pick_device', 'GrowthModel', 'save_model', 'load_model', 'matrix_features',
+           'forecast_matrix']
 
 # %% ../../nbs/32_models.growth.ipynb #c005
 class GrowthNet(nn.Module):
@@ -198,6 +199,13 @@ def load_model(folder: str | Path, device: str = "auto") -> GrowthModel:
     m.net_ = GrowthNet(meta["n_features"], len(m.countries_), hidden=meta["config"]["hidden"]).to(m.device_)
     m.net_.load_state_dict(torch.load(folder / "model.pt", map_location=m.device_))
     return m
+
+# %% ../../nbs/32_models.growth.ipynb #e2d63402
+GROWTH_SEARCH = dict(  # name -> (kind, range or choices), as `GrowthModel` settings
+    lr=("log", 1e-3, 1e-2),
+    hidden=("choice", [32, 64, 128]),
+    epochs=("int", 20, 100),
+)
 
 # %% ../../nbs/32_models.growth.ipynb #c017
 def matrix_features(years: np.ndarray, pops: np.ndarray, lags: int = 4) -> np.ndarray:

@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 from ..core import UrbanlabError, write_text_atomic
 
 # %% auto #0
-__all__ = ['TARGETS', 'label_matrix', 'label_frame', 'KerasNeed', 'save_need_model', 'load_need_model', 'need_models',
-           'spatial_cv', 'cv_metrics', 'compare_with_baselines', 'scaled_mae', 'need_index', 'fill_need']
+__all__ = ['TARGETS', 'NEED_SEARCH', 'label_matrix', 'label_frame', 'KerasNeed', 'save_need_model', 'load_need_model',
+           'need_models', 'network_settings', 'spatial_cv', 'cv_metrics', 'compare_with_baselines', 'scaled_mae',
+           'need_card', 'need_index', 'fill_need']
 
 # %% ../../nbs/35_models.need.ipynb #c005
 TARGETS = {"poverty_pct": 100.0, "hdi_2019": 1.0}  # label -> its full scale
@@ -140,8 +141,9 @@ def load_need_model(folder: str | Path) -> tuple[KerasNeed, list[str]]:
     return m, meta["features"]
 
 # %% ../../nbs/35_models.need.ipynb #c015
-def need_models(epochs: int = 400, seed: int = 0) -> dict:
-    "Fresh models by name: the Keras network (`urbanlab`) and its scikit-learn baselines (`ridge`, `gbm`)."
+def need_models(epochs: int = 400, seed: int = 0, **network) -> dict:
+    """Fresh models by name: the Keras network (`urbanlab`, `network` are more `KerasNeed` settings) and its
+    scikit-learn baselines (`ridge`, `gbm`)."""
     fill = lambda: SimpleImputer(strategy="median", keep_empty_features=True)
     return {
         "ridge": make_pipeline(fill(), StandardScaler(), Ridge(alpha=1.0)),
@@ -149,8 +151,24 @@ def need_models(epochs: int = 400, seed: int = 0) -> dict:
             fill(),
             MultiOutputRegressor(HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed)),
         ),
-        "urbanlab": KerasNeed(epochs=epochs, seed=seed),
+        "urbanlab": KerasNeed(epochs=epochs, seed=seed, **network),
     }
+
+
+NEED_SEARCH = dict(  # what `urbanlab tune need` searches (Optuna): name -> (kind, range or choices)
+    learning_rate=("log", 3e-4, 1e-2),
+    hidden=("choice", ["32", "64", "32,16", "64,32", "128,64"]),  # units per hidden layer
+    batch_size=("choice", [64, 128, 256]),
+)
+
+
+def network_settings(params: dict) -> dict:
+    "`KerasNeed` settings from tuned or `params.yaml` values (`hidden` as '64,32' or a list)."
+    out = dict(params)
+    if "hidden" in out:
+        h = out["hidden"]
+        out["hidden"] = tuple(int(u) for u in (h.split(",") if isinstance(h, str) else h))
+    return out
 
 # %% ../../nbs/35_models.need.ipynb #c017
 def spatial_cv(
@@ -227,6 +245,24 @@ def scaled_mae(metrics: pd.DataFrame) -> pd.Series:
     "Per model: the mean over targets of MAE divided by the target's full scale (`TARGETS`)."
     m = metrics.assign(scaled=metrics.mae / metrics.target.map(TARGETS))
     return m.groupby("model", sort=False).scaled.mean()
+
+# %% ../../nbs/35_models.need.ipynb #8b08ef6d
+def need_card(
+    columns: list, labelled: int, cv_group: str, folds: int, value: float, baseline_value: float, baseline: str
+) -> str:
+    "The need model's card (Markdown), with its spatial cross-validation figures."
+    return f"""# need: poverty and human development by Peruvian district
+
+**Predicts** each district's poverty rate (% of people, INEI's 2018 map) and human development index (UNDP, 2019),
+from {len(columns)} district features: {", ".join(columns)}.
+
+**Trained on** the {labelled:,} districts with both published figures (2017 census, migration, populated places).
+
+**Evaluated by** spatial cross-validation holding out whole {cv_group}s ({folds} folds): mean scaled MAE
+{value:.4f} against {baseline_value:.4f} for the best baseline, {baseline}.
+
+**Known limits**: the labels are published estimates with their own error; the held-out {cv_group}s give its error
+on places it has not seen, not a district's own; it describes districts, never people or households."""
 
 # %% ../../nbs/35_models.need.ipynb #c025
 def need_index(poverty_pct, hdi):

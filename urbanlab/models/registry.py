@@ -14,7 +14,8 @@ from ..core import UrbanlabError, project_root, replace_dir, write_text_atomic
 # %% auto #0
 __all__ = ['PRODUCTION', 'EXPERIMENT', 'PUBLISHED', 'registry_uri', 'gate', 'Candidate', 'register', 'production_version',
            'set_production', 'submit', 'publish', 'published_dir', 'read_version', 'version_label', 'gate_markdown',
-           'check_model', 'promote', 'rollback', 'versions', 'run_metrics', 'version_file', 'production_training_data']
+           'log_trial', 'trials', 'check_model', 'promote', 'rollback', 'versions', 'run_metrics', 'version_file',
+           'production_training_data']
 
 # %% ../../nbs/37_models.registry.ipynb #c005
 PRODUCTION = "production"  # the alias of the version in use
@@ -302,6 +303,36 @@ def gate_markdown(decision: dict, published: dict) -> str:
     return head + f"\n\nWhat follows uses the production version, **{version_label(published)}**."
 
 # %% ../../nbs/37_models.registry.ipynb #c018
+def log_trial(uri: str, name: str, tuning: str, number: int, params: dict, metric: str, value: float) -> str:
+    "Log one tuning trial of model `name` as a run of the `tuning` search; returns its run id."
+    client = _client(uri)
+    run = client.create_run(
+        _experiment(client, uri),
+        run_name=f"{name} trial {number}",
+        tags=dict(model=name, kind="trial", tuning=tuning, trial=str(number), metric=metric),
+    )
+    for k, v in params.items():
+        client.log_param(run.info.run_id, k, str(v))
+    client.log_metric(run.info.run_id, "trial.value", float(value))
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def trials(uri: str, tuning: str) -> pd.DataFrame:
+    "The trials of search `tuning`: number, each setting, the figure."
+    client = _client(uri)
+    e = client.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([e.experiment_id], f"tags.tuning = '{tuning}' and tags.kind = 'trial'") if e else []
+    rows = [dict(trial=int(r.data.tags["trial"]), **r.data.params, value=r.data.metrics["trial.value"]) for r in runs]
+    t = pd.DataFrame(rows)
+    for c in t.columns:  # MLflow keeps parameters as text: numbers back as numbers
+        try:
+            t[c] = pd.to_numeric(t[c])
+        except (ValueError, TypeError):
+            pass
+    return t.sort_values("trial").reset_index(drop=True) if rows else t
+
+# %% ../../nbs/37_models.registry.ipynb #c021
 def check_model(name: str, uri: str) -> None:
     "An error naming the registered models unless `name` is one of them."
     from mlflow.exceptions import MlflowException
@@ -350,7 +381,7 @@ def rollback(name: str, uri: str) -> str:
     client.set_registered_model_tag(name, "production_history", ",".join(history[:-2] + [back]))
     return back
 
-# %% ../../nbs/37_models.registry.ipynb #c023
+# %% ../../nbs/37_models.registry.ipynb #c026
 def versions(uri: str, name: str | None = None) -> pd.DataFrame:
     "Every registered version (of `name`, or of all models), oldest first."
     client = _client(uri)

@@ -11,7 +11,7 @@ from ..core import atomic_path, write_text_atomic
 from ..models.registry import PRODUCTION, production_version, version_file, versions
 
 # %% auto #0
-__all__ = ['latest_drift', 'monitor_alerts', 'history_figure', 'write_monitor']
+__all__ = ['STATUS_COLOURS', 'latest_drift', 'monitor_alerts', 'history_figure', 'write_monitor']
 
 # %% ../../nbs/55_reports.monitor.ipynb #c004
 def latest_drift(uri: str, table: pd.DataFrame) -> dict:
@@ -39,22 +39,25 @@ def monitor_alerts(uri: str) -> list[str]:
     return alerts
 
 # %% ../../nbs/55_reports.monitor.ipynb #c005
+STATUS_COLOURS = {PRODUCTION: "#1a7f37", "rejected": "#b00", "retired": "#888", "rolled back": "#d97706"}
+
+
 def history_figure(table: pd.DataFrame):
     "The gate's figure of every version, by model, against its best baseline (lower is better)."
     from plotly.subplots import make_subplots
 
     models = list(table.model.unique())
-    fig = make_subplots(rows=len(models), cols=1, subplot_titles=models, vertical_spacing=0.12 / max(len(models), 1))
-    colours = {PRODUCTION: "#1a7f37", "rejected": "#b00", "retired": "#888", "rolled back": "#d97706"}
+    fig = make_subplots(rows=len(models), cols=1, subplot_titles=models, vertical_spacing=0.3 / max(len(models), 1))
     for i, m in enumerate(models, 1):
         g = table[table.model == m]
         fig.add_scatter(
             x=g.version,
             y=g.baseline,
-            mode="lines",
+            mode="lines+markers",
             name="best baseline",
-            line=dict(dash="dot", color="#555"),
             showlegend=i == 1,
+            line=dict(dash="dot", color="#555"),
+            marker=dict(symbol="x", color="#555"),
             row=i,
             col=1,
         )
@@ -62,15 +65,17 @@ def history_figure(table: pd.DataFrame):
             x=g.version,
             y=g.value,
             mode="lines+markers",
-            name="version",
-            showlegend=False,
-            marker=dict(size=10, color=[colours.get(s, "#333") for s in g.status]),
+            name="version (colour: status)",
+            showlegend=i == 1,
+            line=dict(color="#bbb"),
+            marker=dict(size=11, color=[STATUS_COLOURS.get(s, "#333") for s in g.status]),
             text=[f"v{v} {s}: {r}" for v, s, r in zip(g.version, g.status, g.reason)],
             row=i,
             col=1,
         )
         fig.update_yaxes(title_text=g.metric.iloc[-1], row=i, col=1)
-        fig.update_xaxes(title_text="version", dtick=1, row=i, col=1)
+        fig.update_xaxes(dtick=1, row=i, col=1)
+    fig.update_xaxes(title_text="version", row=len(models), col=1)
     return fig.update_layout(height=260 * len(models) + 80, title="Every version's held-out figure (lower is better)")
 
 
@@ -87,7 +92,8 @@ def write_monitor(uri: str, html: str | Path, plots_dir: str | Path | None = Non
         "<h2>Alerts</h2>" + ("<ul>" + "".join(f"<li>{a}</li>" for a in alerts) + "</ul>" if alerts else "<p>None.</p>")
     )
     if len(table):
-        parts.append(history_figure(table).to_html(full_html=False, include_plotlyjs=True))
+        key = ", ".join(f"<span style='color:{c}'>&#9679;</span> {s}" for s, c in STATUS_COLOURS.items())
+        parts.append(history_figure(table).to_html(full_html=False, include_plotlyjs=True) + f"<p>{key}</p>")
     parts.append("<h2>Versions</h2>" + table.drop(columns="run_id").to_html(index=False, float_format="{:.4g}".format))
     for m, d in drift.items():
         feats = pd.DataFrame(d.get("features", []))
