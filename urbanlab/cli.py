@@ -308,7 +308,11 @@ def models_show(name: str = typer.Argument(..., help="The model: growth, need, l
         typer.echo(f"{name} v{prod.version} is in production: {prod.tags.get('reason', '')}\n")
         typer.echo(card.read_text() if card else "(no model card)")
         figures = run_metrics(uri, prod.run_id)
-        typer.echo("\nMetrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(figures.items())))
+        import textwrap
+
+        typer.echo(
+            "\n" + textwrap.fill("Metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(figures.items())), 116)
+        )
     typer.echo("\n" + _versions_text(versions(uri, name)))
 
 

@@ -251,10 +251,13 @@ def need_card(
     columns: list, labelled: int, cv_group: str, folds: int, value: float, baseline_value: float, baseline: str
 ) -> str:
     "The need model's card (Markdown), with its spatial cross-validation figures."
+    import textwrap
+
+    used = textwrap.fill(f"from {len(columns)} district features: {', '.join(columns)}.", 116)
     return f"""# need: poverty and human development by Peruvian district
 
 **Predicts** each district's poverty rate (% of people, INEI's 2018 map) and human development index (UNDP, 2019),
-from {len(columns)} district features: {", ".join(columns)}.
+{used}
 
 **Trained on** the {labelled:,} districts with both published figures (2017 census, migration, populated places).
 

@@ -13,9 +13,9 @@ from ..core import UrbanlabError, project_root, replace_dir, write_text_atomic
 
 # %% auto #0
 __all__ = ['PRODUCTION', 'EXPERIMENT', 'PUBLISHED', 'registry_uri', 'gate', 'Candidate', 'register', 'production_version',
-           'set_production', 'submit', 'publish', 'published_dir', 'read_version', 'version_label', 'gate_markdown',
-           'log_trial', 'trials', 'check_model', 'promote', 'rollback', 'versions', 'run_metrics', 'version_file',
-           'production_training_data']
+           'set_production', 'submit', 'publish', 'published_dir', 'read_version', 'write_versions', 'version_label',
+           'gate_markdown', 'log_trial', 'trials', 'check_model', 'promote', 'rollback', 'versions', 'run_metrics',
+           'version_file', 'production_training_data']
 
 # %% ../../nbs/37_models.registry.ipynb #c005
 PRODUCTION = "production"  # the alias of the version in use
@@ -35,9 +35,10 @@ def registry_uri(folder: str | Path | None = None) -> str:
 def _client(uri: str):
     "An `MlflowClient` on `uri`, without MLflow's start-up logging and download bars."
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     from mlflow import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # after the import: MLflow sets its own level then
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
@@ -281,6 +282,12 @@ def read_version(folder: str | Path) -> dict:
     if not p.is_file():
         raise UrbanlabError(f"{p} not found: {folder} is not a published model (run the pipeline: `urbanlab run`).")
     return json.loads(p.read_text())
+
+
+def write_versions(folder: str | Path, versions: dict) -> Path:
+    """Record in `folder/model_versions.json` which model versions made the tables in `folder` (name -> its
+    `version.json`, or at least `version` and `status`); reports list them in their provenance."""
+    return write_text_atomic(Path(folder) / "model_versions.json", json.dumps(versions, indent=1))
 
 
 def version_label(info: dict) -> str:

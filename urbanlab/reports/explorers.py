@@ -21,7 +21,7 @@ from .offline import _rings, number_format, offline_choropleth
 __all__ = ['TABLE_CSS', 'HUB_COLUMNS', 'COVERAGE_EDGES', 'COVERAGE_LABELS', 'EQUITY', 'SYNTHETIC_BANNER', 'PALETTE', 'PATH_YEARS',
            'refresh_figure', 'show_figure', 'frame_html', 'markdown_html', 'hub_map', 'HubExplorer', 'gpd_read',
            'district_units', 'coverage_map', 'read_needs_frame', 'AllocationExplorer', 'fan_traces', 'GrowthExplorer',
-           'open_explorer', 'app_tabs']
+           'open_explorer', 'app_tabs', 'models_note']
 
 # %% ../../nbs/53_reports.explorers.ipynb #c008
 def _plain(obj) -> dict:
@@ -656,3 +656,16 @@ def app_tabs(root: str | Path | None = None) -> widgets.Tab:
     tabs = widgets.Tab([getattr(e, "widget", e) for e in explorers], titles=["Hub sites", "Supply (SYNTHETIC)"])
     tabs.explorers = explorers
     return tabs
+
+# %% ../../nbs/53_reports.explorers.ipynb #a93dec18
+def models_note(root: str | Path | None = None) -> widgets.HTML:
+    "One line: the production versions of the models, or that none has been published yet."
+    from urbanlab.reports.render import model_versions
+
+    found = model_versions([project_path("models", "production", root=root)])
+    if not found:
+        return widgets.HTML("<small>No published models yet: run the pipeline (<code>urbanlab run</code>).</small>")
+    names = " &middot; ".join(
+        f"{k} v{m['version']}" + ("" if m["status"] == "production" else f" ({m['status']})") for k, m in found.items()
+    )
+    return widgets.HTML(f"<small>Models in use: {names} (<code>urbanlab models list</code>)</small>")

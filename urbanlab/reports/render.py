@@ -161,18 +161,19 @@ def data_versions(inputs: dict[str, Path], root: str | Path) -> list[dict]:
 
 # %% ../../nbs/52_reports.render.ipynb #c023
 def model_versions(paths) -> dict[str, dict]:
-    """The published models found in or under `paths`: each `version.json` (a production model's folder) and each
-    `model_versions.json` (a table's record of the models that made it), by model name."""
+    """The published models found in, under or beside `paths`: each `version.json` (a production model's folder) and
+    each `model_versions.json` (a table folder's record of the models that made it), by model name."""
     found = {}
     for p in map(Path, paths):
-        files = (
-            [p] if p.is_file() else [*p.rglob("version.json"), *p.rglob("model_versions.json")] if p.is_dir() else []
-        )
-        for f in files:
+        if p.is_dir():
+            files = [*p.rglob("version.json"), *p.rglob("model_versions.json")]
+        else:  # a file: itself if it is one of those, else the record of the folder it is in
+            files = [p] if p.name in ("version.json", "model_versions.json") else [p.parent / "model_versions.json"]
+        for f in filter(Path.is_file, files):
             if f.name == "version.json":
                 info = json.loads(f.read_text())
                 found[info["name"]] = info
-            elif f.name == "model_versions.json":
+            else:
                 found |= json.loads(f.read_text())
     return {k: dict(version=v["version"], status=v["status"]) for k, v in sorted(found.items())}
 
