@@ -16,6 +16,7 @@ HERE = Path(__file__).resolve().parent
 # view name -> (page under reports/, words from the titles of the figures to show; none: the whole page)
 VIEWS = {
     "index": ("index.html", []),
+    "monitor": ("monitor.html", ["Every version"]),
     "site_hubs_map": ("stages/site_hubs.html", ["recommended hubs"]),
     "train_need_map": ("stages/train_need.html", ["Need index by district"]),
     "evaluate_growth_fan": ("stages/evaluate_growth.html", ["Lima: population", "Arequipa: population"]),

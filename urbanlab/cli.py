@@ -391,7 +391,8 @@ def tune_cmd(
     require_outputs([interim, patterns], "urbanlab tune")
     settings = _stage_settings(*TUNE_STAGES[name]) | ({"epochs": epochs} if epochs else {})
     uri = registry_uri()
-    data = {r["path"]: r["md5"] for r in data_versions({"i": interim, "p": patterns}, root)}
+    learned = {"i": interim, "p": patterns} if name == "need" else {"cities": interim / "wup_cities.parquet"}
+    data = {r["path"]: r["md5"] for r in data_versions(learned, root)}  # what its stage records, to compare
     res = tune(
         name, interim, patterns, settings, trials, uri, data, git_commit(root), settings.get("gate_tolerance", 0.02)
     )

@@ -196,6 +196,12 @@ def _rolled_back(client, name: str, fingerprint: str) -> str | None:
     return None
 
 
+def _same_data(client, version, data: dict) -> bool:
+    "Whether `version` was registered with exactly the training data `data` (path -> DVC md5)."
+    tags = client.get_run(version.run_id).data.tags
+    return {k.removeprefix("data."): v for k, v in tags.items() if k.startswith("data.")} == data
+
+
 def submit(c: Candidate, uri: str, tolerance: float = 0.02) -> dict:
     "Register candidate `c`, put it through the `gate` and record the decision; what happened, as a dict."
     client = _client(uri)
@@ -213,6 +219,14 @@ def submit(c: Candidate, uri: str, tolerance: float = 0.02) -> dict:
     again = _rolled_back(client, c.name, c.fingerprint())
     if ok and again:
         ok, reason = False, f"it is v{again} again (same data, parameters and code), which was rolled back"
+    if ok and prod is not None and c.data and _same_data(client, prod, c.data) and c.value > _gate_value(client, prod):
+        ok, reason = (
+            False,
+            (
+                f"{reason}; but it learned from the same data as production v{prod.version} and is worse "
+                f"({c.value:.4g} against {_gate_value(client, prod):.4g}): the tolerance is for new data"
+            ),
+        )
     if ok:
         set_production(c.name, version, uri, reason)
     else:
