@@ -82,13 +82,25 @@ def test_real_row_counts():
         wup_cities=1860,
         wup_annual=1860,
         series=7,
+        place_population=94922,
+        schools=54360,
+        mobile_coverage=43578,
     )
 
 
 def test_licences_and_readme_are_beside_the_data():
-    for f in ["peru/LICENSE.innovar", "peru/LICENSE.peru-geojson", "peru/LICENSE.ubigeo-peru-aumentado", "README.md"]:
+    for f in [
+        "peru/LICENSE.innovar",
+        "peru/LICENSE.peru-geojson",
+        "peru/LICENSE.ubigeo-peru-aumentado",
+        "peru/LICENSE.padron-ie",
+        "osiptel_coverage/LICENSE.peru-mobile-signal-schools",
+        "osiptel_coverage/SOURCE.md",
+        "README.md",
+    ]:
         assert (RAW / f).is_file(), f
-    assert "CC BY 3.0 IGO" in (RAW / "README.md").read_text(encoding="utf-8")
+    readme = (RAW / "README.md").read_text(encoding="utf-8")
+    assert "CC BY 3.0 IGO" in readme and "ODC-By" in readme and "MINEDU - ESCALE" in readme
 
 
 # --- error messages name the file, the column and the rows --------------------------------------
@@ -307,7 +319,10 @@ def test_build_interim_sample(tmp_path):
         "populated_places",
         "district_polygons",
         "wup_cities",
+        "schools",
+        "mobile_coverage",
         "join_report",
+        "places_report",
     }
     assert all(p.is_file() and p.parent == tmp_path / "interim" for p in paths.values())
     assert len(pd.read_parquet(paths["migration"])) == 50 and len(pd.read_parquet(paths["census"])) == 1874
@@ -358,3 +373,60 @@ def test_cli_validate_series(tmp_path):
 def test_cli_validate_unknown_kind(tmp_path):
     r = cli(RAW / KINDS["census"].path, "--kind", "censos")
     assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr and "expected one of" in r.stderr + r.stdout
+
+
+# --- populated places, schools and mobile coverage ------------------------------------------------
+
+
+def test_places_join_and_sum_to_the_census():
+    "The join counts of ingest's places report, against pandas on the raw CSVs and OSIPTEL's own district counts."
+    from urbanlab.data.load import (
+        add_place_population,
+        load_census,
+        load_mobile_coverage,
+        load_place_population,
+        load_schools,
+        places_report,
+    )
+
+    people, census = load_place_population(), load_census()
+    places = add_place_population(load_populated_places(), people)
+    assert places.population.notna().all() and places.population.sum() == census.population.sum() == 29_381_884
+    r = places_report(load_populated_places(), people, census, load_schools(), load_mobile_coverage())
+    codes = {"ubigeo": str, "codcp_inei": str, "codlocal": str}
+    raw = pd.read_csv(RAW / "peru/minedu_padron_primaria_secundaria.csv.gz", dtype=codes)
+    outside = raw[~raw.ubigeo.isin(census.ubigeo)]
+    assert r["schools"]["districts_not_in_census"]["services"] == len(outside) == 174
+    assert r["schools"]["districts_not_in_census"]["count"] == outside.ubigeo.nunique() == 16
+    assert r["schools"]["without_place_code"] == raw.codcp_inei.isna().sum() == 4915
+    assert r["schools"]["buildings"] == raw.codlocal.nunique() == 44072
+    assert r["places"]["inhabited"] == 77916 and r["places"]["without_coordinates"]["count"] == 0
+    osiptel = pd.read_csv(RAW / "osiptel_coverage/osiptel_mobile_internet_district_2023.csv", dtype={"ubigeo": str})
+    ours = places[places.population > 0].groupby("ubigeo").size()
+    assert (ours.reindex(osiptel.ubigeo).fillna(0).to_numpy() == osiptel.n_ccpp_inhabited.to_numpy()).all()
+
+
+@pytest.mark.parametrize(
+    "kind, col, changes, expected",
+    [
+        ("schools", "lat", {2: "12.5"}, "column 'lat': expected between -18.5 and 0.1; first offending rows: 4 (12.5)"),
+        (
+            "schools",
+            "codlocal",
+            {0: "14"},
+            "column 'codlocal': expected a 6-digit code string; first offending rows: 2",
+        ),
+        ("place_population", "pob_total", {1: "many"}, "column 'pob_total': expected int64 values; these do not parse"),
+        (
+            "place_population",
+            "pob_mujer",
+            {3: "1"},
+            "rows: expected pob_hombre + pob_mujer = pob_total; first offending rows: 5",
+        ),
+        ("mobile_coverage", "has_4g", {5: "2"}, "column 'has_4g': expected 0 or 1; first offending rows: 7 (2)"),
+    ],
+)
+def test_bad_places_schools_and_coverage_rows_are_named(tmp_path, kind, col, changes, expected):
+    p = corrupt(tmp_path, kind, col, changes)
+    r = validate_cli(p, "--kind", kind)
+    assert r.returncode == 1 and f"{kind}.csv: {expected}" in r.stderr + r.stdout, r.stderr

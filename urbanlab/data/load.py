@@ -16,10 +16,13 @@ from .schemas import get_kind, validate_file
 
 # %% auto #0
 __all__ = ['PLACE_NAMES', 'CENSUS_NAMES', 'MIGRATION_NAMES', 'PLACES_NAMES', 'POLYGON_NAMES', 'LAST_ESTIMATE_YEAR', 'WUP_NAMES',
-           'INTERIM_TABLES', 'SAMPLED_TABLES', 'raw_file', 'tidy_columns', 'load_districts', 'load_provinces',
-           'load_departments', 'load_census', 'load_migration', 'load_populated_places', 'repair_geometries',
-           'load_district_polygons', 'tidy_wup', 'load_wup_cities', 'load_facilities', 'JoinReport', 'compare_codes',
-           'format_join_report', 'join_report', 'sample_rows', 'write_parquet', 'build_interim', 'interim_or_sample']
+           'PLACE_POPULATION_NAMES', 'SCHOOL_NAMES', 'COVERAGE_NAMES', 'COVERAGE_FLAGS', 'INTERIM_TABLES',
+           'SAMPLED_TABLES', 'raw_file', 'tidy_columns', 'load_districts', 'load_provinces', 'load_departments',
+           'load_census', 'load_migration', 'load_populated_places', 'repair_geometries', 'load_district_polygons',
+           'tidy_wup', 'load_wup_cities', 'load_facilities', 'load_place_population', 'load_schools',
+           'load_mobile_coverage', 'add_place_population', 'JoinReport', 'compare_codes', 'format_join_report',
+           'join_report', 'places_report', 'format_places_report', 'sample_rows', 'write_parquet', 'build_interim',
+           'interim_or_sample']
 
 # %% ../../nbs/11_data.load.ipynb #c005
 def raw_file(
@@ -172,6 +175,53 @@ def load_facilities(path: str | Path) -> pd.DataFrame:
     df = validate_file(raw_file("facilities", path), "facilities")
     return tidy_columns(df, {c: c for c in ["name", "ubigeo", "kind", "latitude", "longitude"] if c in df.columns})
 
+# %% ../../nbs/11_data.load.ipynb #deb54d44
+# fmt: off
+PLACE_POPULATION_NAMES = dict(codcp="ccpp_code", ubigeo="ubigeo", region_natural="natural_region",
+                              altitud_m="altitude_m", pob_total="population", pob_hombre="men", pob_mujer="women",
+                              viv_total="dwellings", viv_ocupadas="occupied_dwellings",
+                              viv_desocupadas="vacant_dwellings")
+SCHOOL_NAMES = dict(cod_mod="cod_mod", anexo="anexo", codlocal="codlocal", ubigeo="ubigeo", departamento="department",
+                    provincia="province", distrito="district", area="area", gestion="management",
+                    gestion_dep="dependency", ugel="ugel", centro_poblado="place_name", codcp_inei="ccpp_code",
+                    lat="latitude", lon="longitude")
+COVERAGE_NAMES = dict(num="record", operator="operator", lat="latitude", lon="longitude", ubigeo="ubigeo",
+                      nearest_inei_ccpp="ccpp_code", nearest_ccpp_dist_m="ccpp_distance_m")
+COVERAGE_FLAGS = dict(has_2g="has_2g", has_3g="has_3g", has_4g="has_4g", has_5g="has_5g",
+                      internet_upto_1mbps="upto_1mbps", internet_over_1mbps="over_1mbps")
+# fmt: on
+
+
+def load_place_population(root=None, path=None) -> pd.DataFrame:
+    "2017 census by populated place (`ccpp_code`): district, natural region, altitude, people, men, women, dwellings."
+    return tidy_columns(
+        validate_file(raw_file("place_population", path, root), "place_population"), PLACE_POPULATION_NAMES
+    )
+
+
+def load_schools(root=None, path=None) -> pd.DataFrame:
+    """MINEDU's primary and secondary school services: `cod_mod`, `anexo`, building `codlocal`, district, UGEL,
+    management, `is_public`, `is_rural`, the populated place's `ccpp_code`, coordinates."""
+    df = tidy_columns(validate_file(raw_file("schools", path, root), "schools"), SCHOOL_NAMES)
+    return df.assign(is_public=df.management.str.startswith("Pública"), is_rural=df.area.eq("Rural"))
+
+
+def load_mobile_coverage(root=None, path=None) -> pd.DataFrame:
+    """OSIPTEL's mobile internet (2023-03) by operator and point: technology and speed flags, the district and the
+    nearest populated place (`ccpp_code`, `ccpp_distance_m`) of each point."""
+    df = validate_file(raw_file("mobile_coverage", path, root), "mobile_coverage")
+    flags = df[list(COVERAGE_FLAGS)].astype(bool).rename(columns=COVERAGE_FLAGS)
+    return pd.concat([tidy_columns(df, COVERAGE_NAMES), flags], axis=1)
+
+
+def add_place_population(
+    places: pd.DataFrame,  # `load_populated_places`: coordinates
+    population: pd.DataFrame,  # `load_place_population`: people
+) -> pd.DataFrame:
+    "`places` with each one's census figures (`population`, ...; missing where the census lacks the place)."
+    cols = [c for c in population.columns if c != "ubigeo"]
+    return places.merge(population[cols], on="ccpp_code", how="left", validate="1:1")
+
 # %% ../../nbs/11_data.load.ipynb #c029
 @dataclass
 class JoinReport:
@@ -238,6 +288,83 @@ def join_report(
         r.notes["polygons_without_geometry"] = int(polygons.geometry.isna().sum())
     return r
 
+# %% ../../nbs/11_data.load.ipynb #881a28e2
+def _codes(s, n: int = 12) -> dict:
+    "A count and the first `n` distinct values of `s`."
+    u = sorted(pd.Series(s).dropna().astype(str).unique())
+    return dict(count=len(u), first=u[:n])
+
+
+def places_report(
+    places: pd.DataFrame,  # `load_populated_places` (coordinates)
+    population: pd.DataFrame,  # `load_place_population`
+    census: pd.DataFrame,  # `load_census` (districts)
+    schools: pd.DataFrame,  # `load_schools`
+    coverage: pd.DataFrame,  # `load_mobile_coverage`
+) -> dict:
+    "How populated places, school services and coverage points join to each other and to the census districts."
+    coords, people, districts = set(places.ccpp_code), set(population.ccpp_code), set(census.ubigeo)
+    no_xy = population[~population.ccpp_code.isin(coords)]
+    in_census = int(census.population.sum())
+    code = schools.ccpp_code
+    return dict(
+        places=dict(
+            with_coordinates=len(coords),
+            with_population=len(people),
+            joined=len(coords & people),
+            inhabited=int(population.population.gt(0).sum()),
+            population=int(population.population.sum()),
+            census_district_total=in_census,
+            without_population=_codes(places.ccpp_code[~places.ccpp_code.isin(people)]),
+            without_coordinates=_codes(no_xy.ccpp_code) | dict(people=int(no_xy.population.sum())),
+            districts_not_in_census=_codes(places.ubigeo[~places.ubigeo.isin(districts)]),
+        ),
+        schools=dict(
+            services=len(schools),
+            buildings=int(schools.codlocal.nunique()),
+            public_buildings=int(schools[schools.is_public].codlocal.nunique()),
+            districts_not_in_census=_codes(schools.ubigeo[~schools.ubigeo.isin(districts)])
+            | dict(services=int((~schools.ubigeo.isin(districts)).sum())),
+            without_place_code=int(code.isna().sum()),
+            place_code_not_found=_codes(code[code.notna() & ~code.isin(coords)]),
+            place_in_another_district=int((code.notna() & (code.str[:6] != schools.ubigeo)).sum()),
+        ),
+        coverage=dict(
+            records=len(coverage),
+            points=int(coverage[["latitude", "longitude"]].drop_duplicates().shape[0]),
+            place_code_not_found=_codes(coverage.ccpp_code[~coverage.ccpp_code.isin(coords)]),
+            districts_not_in_census=_codes(coverage.ubigeo[~coverage.ubigeo.isin(districts)]),
+        ),
+    )
+
+
+def format_places_report(r: dict) -> str:
+    "`places_report` as readable lines."
+    p, s, c = r["places"], r["schools"], r["coverage"]
+
+    def codes(g):
+        return f"{g['count']:,}" + (
+            f" ({', '.join(g['first'][:6])}{', ...' if g['count'] > 6 else ''})" if g["count"] else ""
+        )
+
+    return "\n".join(
+        [
+            f"Populated places: {p['with_coordinates']:,} with coordinates, {p['with_population']:,} in the census, "
+            f"{p['joined']:,} joined; {p['inhabited']:,} inhabited; {p['population']:,} people "
+            f"(census by district: {p['census_district_total']:,})",
+            f"  without population: {codes(p['without_population'])}",
+            f"  without coordinates: {codes(p['without_coordinates'])}, {p['without_coordinates']['people']:,} people",
+            f"  in districts the census lacks: {codes(p['districts_not_in_census'])}",
+            f"Schools: {s['services']:,} services in {s['buildings']:,} buildings ({s['public_buildings']:,} public)",
+            f"  in districts the census lacks: {s['districts_not_in_census']['services']:,} services, districts "
+            f"{codes(s['districts_not_in_census'])}",
+            f"  without a populated-place code: {s['without_place_code']:,}; code not among the places: "
+            f"{codes(s['place_code_not_found'])}; place in another district: {s['place_in_another_district']:,}",
+            f"Mobile coverage: {c['records']:,} operator records at {c['points']:,} points; nearest place not found: "
+            f"{codes(c['place_code_not_found'])}; districts the census lacks: {codes(c['districts_not_in_census'])}",
+        ]
+    )
+
 # %% ../../nbs/11_data.load.ipynb #c038
 INTERIM_TABLES = dict(
     districts=load_districts,
@@ -247,6 +374,8 @@ INTERIM_TABLES = dict(
     populated_places=load_populated_places,
     district_polygons=load_district_polygons,
     wup_cities=load_wup_cities,
+    schools=load_schools,
+    mobile_coverage=load_mobile_coverage,
 )
 SAMPLED_TABLES = ("migration", "populated_places", "wup_cities")  # the big ones `max_rows` cuts
 
@@ -271,15 +400,20 @@ def build_interim(
     max_rows: int = 0,  # >0: keep only the first N rows of the big tables (a fast sample for tests)
     root: str | Path | None = None,  # project folder whose data/raw is read
 ) -> dict[str, Path]:
-    "Validate every raw file, write the tidy tables and `join_report.json` into `out_dir`; their paths by name."
+    "Validate every raw file, write the tidy tables, `join_report.json` and `places_report.json`; their paths by name."
     for kind in ("departments", "wup_annual"):
         validate_file(raw_file(kind, root=root), kind)
     frames = {name: load(root=root) for name, load in INTERIM_TABLES.items()}
+    people = load_place_population(root=root)
+    f = frames
+    places = places_report(f["populated_places"], people, f["census"], f["schools"], f["mobile_coverage"])
+    frames["populated_places"] = add_place_population(frames["populated_places"], people)
     if max_rows > 0:
         frames |= {n: sample_rows(frames[n], max_rows) for n in SAMPLED_TABLES}
     out = {n: write_parquet(f, Path(out_dir) / f"{n}.parquet") for n, f in frames.items()}
     report = join_report(frames["census"], frames["districts"], frames["district_polygons"])
     out["join_report"] = write_text_atomic(Path(out_dir) / "join_report.json", json.dumps(report.to_dict(), indent=1))
+    out["places_report"] = write_text_atomic(Path(out_dir) / "places_report.json", json.dumps(places, indent=1))
     return out
 
 # %% ../../nbs/11_data.load.ipynb #26581e3e

@@ -19,11 +19,13 @@ from ..core import UrbanlabError
 # %% auto #0
 __all__ = ['DISTRICTS', 'PROVINCES', 'DEPARTMENTS', 'CENSUS', 'MIGRATION', 'POPULATED_PLACES', 'DISTRICT_POLYGONS', 'WUP_CITIES',
            'WUP_ANNUAL', 'FACILITIES', 'FLAG_WORDS', 'LEARNER_FLAGS', 'LEARNERS', 'KINDS', 'NEEDS_FLAGS', 'NEEDS',
-           'SERIES_MIN_POINTS', 'SERIES', 'DataValidationError', 'code_column', 'number_column', 'text_column',
+           'SERIES_MIN_POINTS', 'SERIES', 'PERU_LATITUDE', 'PERU_LONGITUDE', 'PLACE_POPULATION', 'SCHOOL_GESTION',
+           'SCHOOLS', 'MOBILE_COVERAGE', 'DataValidationError', 'code_column', 'number_column', 'text_column',
            'latitude', 'longitude', 'count', 'percent', 'unit_index', 'read_csv_codes', 'read_geojson',
            'csv_record_lines', 'wup_schema', 'flag_column', 'read_flags', 'read_learner_csv', 'RawKind', 'get_kind',
            'describe_check', 'show_value', 'failure_groups', 'format_failures', 'validate_frame', 'show_path',
-           'read_raw', 'file_row_numbers', 'validate_file', 'read_needs_csv', 'finite_number']
+           'read_raw', 'file_row_numbers', 'validate_file', 'read_needs_csv', 'finite_number', 'peru_latitude',
+           'peru_longitude', 'flag01']
 
 # %% ../../nbs/10_data.schemas.ipynb #c005
 class DataValidationError(UrbanlabError):
@@ -552,3 +554,114 @@ SERIES = pa.DataFrameSchema(
     name="series",
 )
 KINDS["series"] = RawKind("peru/census_totals_1940_2017.csv", partial(read_csv_codes, codes=("unit_id",)), SERIES)
+
+# %% ../../nbs/10_data.schemas.ipynb #bf507a86
+PERU_LATITUDE, PERU_LONGITUDE = (-18.5, 0.1), (-81.5, -68.5)  # Peru's bounding box, degrees
+
+
+def peru_latitude(**kw) -> pa.Column:
+    return number_column(*PERU_LATITUDE, **kw)
+
+
+def peru_longitude(**kw) -> pa.Column:
+    return number_column(*PERU_LONGITUDE, **kw)
+
+
+def flag01(**kw) -> pa.Column:
+    "A 0/1 indicator column."
+    return pa.Column("int64", pa.Check.isin([0, 1], error="0 or 1"), coerce=True, **kw)
+
+
+def _adds_up(total: str, *parts: str) -> Callable:
+    def check(d: pd.DataFrame) -> pd.Series | bool:
+        if not _has(d, total, *parts):
+            return True
+        return d[list(parts)].apply(pd.to_numeric, errors="coerce").sum(axis=1) == pd.to_numeric(d[total], "coerce")
+
+    return check
+
+
+def _code_in_district(code: str, district: str = "ubigeo") -> Callable:
+    def check(d: pd.DataFrame) -> pd.Series | bool:
+        if not _has(d, code, district):
+            return True
+        c = d[code].astype("string")
+        return c.isna() | (c.str[:6] == d[district].astype("string"))
+
+    return check
+
+
+PLACE_POPULATION = pa.DataFrameSchema(
+    dict(
+        ubigeo=code_column(6),
+        codcp=code_column(10, unique=True),
+        centro_poblado=text_column(),
+        region_natural=text_column(nullable=True),
+        altitud_m=number_column(-500, 9000, nullable=True),
+        pob_total=count(),
+        pob_hombre=count(),
+        pob_mujer=count(),
+        viv_total=count(),
+        viv_ocupadas=count(),
+        viv_desocupadas=count(),
+    ),
+    checks=[
+        pa.Check(_adds_up("pob_total", "pob_hombre", "pob_mujer"), error="pob_hombre + pob_mujer = pob_total"),
+        pa.Check(
+            _adds_up("viv_total", "viv_ocupadas", "viv_desocupadas"), error="viv_ocupadas + viv_desocupadas = viv_total"
+        ),
+        pa.Check(_code_in_district("codcp"), error="codcp starting with its ubigeo"),
+    ],
+    name="place_population",
+)
+
+SCHOOL_GESTION = ["Pública de gestión directa", "Pública de gestión privada", "Privada"]
+SCHOOLS = pa.DataFrameSchema(
+    dict(
+        cod_mod=code_column(7),
+        anexo=pa.Column(str, pa.Check.str_matches(r"^\d$", error="a one-digit annex number")),
+        codlocal=code_column(6),
+        ubigeo=code_column(6),
+        departamento=text_column(),
+        provincia=text_column(),
+        distrito=text_column(),
+        area=pa.Column(str, pa.Check.isin(["Rural", "Urbana"], error="Rural or Urbana")),
+        gestion=pa.Column(str, pa.Check.isin(SCHOOL_GESTION, error=" or ".join(SCHOOL_GESTION))),
+        gestion_dep=text_column(),
+        ugel=text_column(),
+        centro_poblado=text_column(nullable=True),
+        codcp_inei=code_column(10, nullable=True),
+        lat=peru_latitude(),
+        lon=peru_longitude(),
+        cp_pob2017=number_column(0, nullable=True, required=False),
+    ),
+    unique=["cod_mod", "anexo"],  # codcp_inei may lie in another district (1,233 rows): the join report counts them
+    name="schools",
+)
+
+MOBILE_COVERAGE = pa.DataFrameSchema(
+    dict(
+        num=count(unique=True),
+        operator=text_column(),
+        lat=peru_latitude(),
+        lon=peru_longitude(),
+        **{c: flag01() for c in ("has_2g", "has_3g", "has_4g", "has_5g", "internet_upto_1mbps", "internet_over_1mbps")},
+        ubigeo=code_column(6),
+        nearest_inei_ccpp=code_column(10),
+        nearest_ccpp_dist_m=number_column(0),
+    ),
+    checks=[pa.Check(_code_in_district("nearest_inei_ccpp"), error="nearest_inei_ccpp starting with its ubigeo")],
+    name="mobile_coverage",
+)
+_SCHOOL_CODES = ("cod_mod", "anexo", "codlocal", "ubigeo", "codcp_inei")
+KINDS["place_population"] = RawKind(
+    "peru/census2017_ccpp_population.csv.gz", partial(read_csv_codes, codes=("ubigeo", "codcp")), PLACE_POPULATION
+)
+KINDS["schools"] = RawKind(
+    "peru/minedu_padron_primaria_secundaria.csv.gz", partial(read_csv_codes, codes=_SCHOOL_CODES), SCHOOLS
+)
+KINDS["mobile_coverage"] = RawKind(
+    "osiptel_coverage/osiptel_mobile_internet_ccpp_2023.csv.gz",
+    partial(read_csv_codes, codes=("ubigeo", "nearest_inei_ccpp", "ubigeo_polygon")),
+    MOBILE_COVERAGE,
+)

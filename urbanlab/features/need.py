@@ -9,8 +9,8 @@ from sklearn.neighbors import BallTree
 from ..core import EARTH_RADIUS_KM, UrbanlabError
 
 # %% auto #0
-__all__ = ['BASE_FEATURES', 'great_circle_km', 'nearest_target', 'nearest_km', 'place_mix', 'km_to_province_capital',
-           'need_features', 'feature_columns']
+__all__ = ['BASE_FEATURES', 'CONNECTIVITY_FEATURES', 'great_circle_km', 'nearest_target', 'nearest_km', 'place_mix',
+           'km_to_province_capital', 'connectivity', 'need_features', 'feature_columns', 'features_from_interim']
 
 # %% ../../nbs/21_features.need.ipynb #fe8fc79a
 def great_circle_km(
@@ -88,6 +88,30 @@ def km_to_province_capital(districts: pd.DataFrame) -> pd.Series:
     km = great_circle_km(p.latitude, p.longitude, p.latitude_cap, p.longitude_cap)
     return pd.Series(km, index=d.index, name="km_to_province_capital")
 
+# %% ../../nbs/21_features.need.ipynb #6984dc00
+CONNECTIVITY_FEATURES = ["mobile_1mbps_share", "mobile_4g_share", "km_to_school"]
+
+
+def connectivity(
+    places: pd.DataFrame,  # populated places with `ccpp_code`, `ubigeo`, coordinates and census `population`
+    coverage: pd.DataFrame,  # `load_mobile_coverage`: `ccpp_code`, `over_1mbps`, `has_4g`
+    schools: pd.DataFrame,  # `load_schools`: coordinates of every school service
+) -> pd.DataFrame:
+    "Per district `ubigeo`: `mobile_1mbps_share`, `mobile_4g_share` of inhabited places, people-weighted km to school."
+    p = places[places.population > 0]
+    fast, g4 = (set(coverage.ccpp_code[coverage[c]]) for c in ("over_1mbps", "has_4g"))
+    sites = schools.drop_duplicates("codlocal") if "codlocal" in schools else schools
+    km = nearest_km(p, sites, "schools")
+    p = p.assign(fast=p.ccpp_code.isin(fast), g4=p.ccpp_code.isin(g4), pkm=km * p.population)
+    g = p.groupby("ubigeo")
+    return pd.DataFrame(
+        {
+            "mobile_1mbps_share": g.fast.mean(),
+            "mobile_4g_share": g.g4.mean(),
+            "km_to_school": g.pkm.sum() / g.population.sum(),
+        }
+    ).reset_index()
+
 # %% ../../nbs/21_features.need.ipynb #c015
 def need_features(
     patterns: pd.DataFrame,  # `district_patterns` from explore: census, density, migration rates
@@ -95,6 +119,8 @@ def need_features(
     places: pd.DataFrame,  # `load_populated_places`
     cities: pd.DataFrame,  # UN cities of 300,000+ (`load_wup_cities`) in the same country
     facilities: pd.DataFrame | None = None,  # a user's schools or facilities (`load_facilities`)
+    coverage: pd.DataFrame | None = None,  # `load_mobile_coverage`: with `schools`, the connectivity features
+    schools: pd.DataFrame | None = None,  # `load_schools`
 ) -> pd.DataFrame:
     "One row per census district: the need model's features, its labels (`poverty_pct`, `hdi_2019`) and names."
     d = districts[["ubigeo", "capital", "altitude_m", "latitude", "longitude", "poverty_pct", "hdi_2019"]].dropna(
@@ -109,9 +135,28 @@ def need_features(
     f["km_to_province_capital"] = f.ubigeo.map(km_to_province_capital(districts))
     if facilities is not None:
         f["km_to_facility"] = nearest_km(f, facilities, "facilities")
+    if coverage is not None and schools is not None:
+        f = f.merge(connectivity(places, coverage, schools), on="ubigeo", how="left", validate="1:1")
     return f
 
 
 def feature_columns(features: pd.DataFrame) -> list[str]:
-    "The model's inputs present in `features` (`km_to_facility` only when facilities were given)."
-    return BASE_FEATURES + (["km_to_facility"] if "km_to_facility" in features.columns else [])
+    "The model's inputs present in `features` (`km_to_facility` and connectivity only when their data were given)."
+    return BASE_FEATURES + [c for c in ["km_to_facility", *CONNECTIVITY_FEATURES] if c in features.columns]
+
+# %% ../../nbs/21_features.need.ipynb #944fee4b
+def features_from_interim(
+    interim: str | Path,  # the interim tables of `ingest`
+    patterns: pd.DataFrame,  # `district_patterns` from explore
+    facilities: pd.DataFrame | None = None,  # a user's schools or facilities
+    connectivity: bool = True,  # add the connectivity features (mobile coverage, km to school)
+) -> pd.DataFrame:
+    "`need_features` on the tables of `ingest` in `interim`."
+    from pathlib import Path
+
+    def table(name):
+        return pd.read_parquet(Path(interim) / f"{name}.parquet")
+
+    cities = table("wup_cities").query("country == 'Peru'")
+    extra = dict(coverage=table("mobile_coverage"), schools=table("schools")) if connectivity else {}
+    return need_features(patterns, table("districts"), table("populated_places"), cities, facilities, **extra)

@@ -62,16 +62,16 @@ def search(
     return study
 
 # %% ../../nbs/38_models.tune.ipynb #c010
-def need_problem(interim: Path, patterns_dir: Path, facilities_path: str = "") -> pd.DataFrame:
+def need_problem(
+    interim: Path, patterns_dir: Path, facilities_path: str = "", connectivity: bool = True
+) -> pd.DataFrame:
     "The need model's district features (as `train_need` builds them)."
     from urbanlab.data.load import load_facilities
-    from urbanlab.features.need import need_features
+    from urbanlab.features.need import features_from_interim
 
-    districts = pd.read_parquet(interim / "districts.parquet")
-    cities = pd.read_parquet(interim / "wup_cities.parquet").query("country == 'Peru'")
     facilities = load_facilities(facilities_path) if facilities_path else None
     patterns = pd.read_parquet(patterns_dir / "district_patterns.parquet")
-    return need_features(patterns, districts, pd.read_parquet(interim / "populated_places.parquet"), cities, facilities)
+    return features_from_interim(interim, patterns, facilities, connectivity)
 
 
 def need_scores(features, columns, group: str, folds: int, models: dict) -> pd.Series:
@@ -102,7 +102,9 @@ def tune_need(interim, patterns_dir, settings: dict, n_trials: int, uri: str, pr
         save_need_model,
     )
 
-    features = need_problem(Path(interim), Path(patterns_dir), settings.get("facilities_path", ""))
+    features = need_problem(
+        Path(interim), Path(patterns_dir), settings.get("facilities_path", ""), settings.get("connectivity", True)
+    )
     columns, labelled = feature_columns(features), features.dropna(subset=list(TARGETS))
     group, folds, epochs, seed = settings["cv_group"], settings["folds"], settings["epochs"], settings["seed"]
     base = need_scores(

@@ -11,51 +11,117 @@ from .costs import great_circle_matrix
 from .locate import LSCP, MCLP, PCenter, PMedian
 
 # %% auto #0
-__all__ = ['PROBLEMS', 'hub_demand', 'candidate_sites', 'select_region', 'check_problem', 'solve_sites', 'rank_sites', 'HubPlan',
-           'site_hubs', 'plan_summary', 'coverage_curve', 'explain_plan', 'sites_geojson', 'reach_ring']
+__all__ = ['SITE_COLUMNS', 'SCHOOL_COLUMNS', 'PROBLEMS', 'hub_demand', 'school_sites', 'candidate_sites', 'select_region',
+           'check_problem', 'solve_sites', 'rank_sites', 'HubPlan', 'site_hubs', 'plan_summary', 'coverage_curve',
+           'explain_plan', 'sites_geojson', 'reach_ring']
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c005
-def hub_demand(
-    need: pd.DataFrame,  # `fill_need` output: `ubigeo`, names, `need_index`
-    population: pd.DataFrame,  # `ubigeo` and a population column (census or projection)
-    districts: pd.DataFrame,  # `load_districts`: capital `latitude`, `longitude`
-    column: str = "population",  # which column of `population` to use
-) -> pd.DataFrame:
-    "One demand point per populated district: names, capital coordinates, `population`, `need_index`, `people_in_need`."
+def _district_demand(need: pd.DataFrame, population: pd.DataFrame, districts: pd.DataFrame, column: str):
+    "Per district: `population` (from `column`), the 2017 `census_population`, names, capital, `need_index`."
     if column not in population.columns:
         raise UrbanlabError(f"No population column {column!r}; columns are: {', '.join(population.columns)}.")
-    d = (
-        population[["ubigeo", column]]
-        .rename(columns={column: "population"})
-        .merge(
-            need[["ubigeo", "district", "province", "department", "need_index"]],
-            on="ubigeo",
-            how="left",
-            validate="1:1",
-        )
-        .merge(districts[["ubigeo", "capital", "latitude", "longitude"]], on="ubigeo", how="left", validate="1:1")
-    )
+    d = population[["ubigeo", column]].rename(columns={column: "population"})
+    d["census_population"] = population["population" if "population" in population else column].to_numpy()
+    d = d.merge(
+        need[["ubigeo", "district", "province", "department", "need_index"]],
+        on="ubigeo",
+        how="left",
+        validate="1:1",
+    ).merge(districts[["ubigeo", "capital", "latitude", "longitude"]], on="ubigeo", how="left", validate="1:1")
     lost = d[d[["need_index", "latitude", "longitude"]].isna().any(axis=1)]
     if len(lost):
         raise UrbanlabError(
             f"{len(lost)} districts lack a need index or coordinates, e.g. {lost.ubigeo.iloc[0]}; "
             "expected every populated district in the need table and the district table."
         )
-    return d.assign(people_in_need=d.population * d.need_index).sort_values("ubigeo", ignore_index=True)
+    return d
+
+
+def hub_demand(
+    need: pd.DataFrame,  # `fill_need` output: `ubigeo`, names, `need_index`
+    population: pd.DataFrame,  # by district `ubigeo`: `population` (2017 census) and any projected column
+    districts: pd.DataFrame,  # `load_districts`: capital `latitude`, `longitude`
+    column: str = "population",  # which column of `population` to use
+    places: pd.DataFrame | None = None,  # populated places with their census `population`: demand where people live
+) -> pd.DataFrame:
+    """People in need per inhabited populated place (or, without `places`, per district at its capital): names,
+    coordinates, `population`, `need_index`, `people_in_need`."""
+    d = _district_demand(need, population, districts, column)
+    if places is None:
+        out = d.drop(columns="census_population")
+        return out.assign(people_in_need=out.population * out.need_index).sort_values("ubigeo", ignore_index=True)
+    grow = (d.population / d.census_population.where(d.census_population > 0)).fillna(1.0)
+    p = places[places.population > 0]
+    lost = sorted(set(p.ubigeo) - set(d.ubigeo))
+    if lost:
+        raise UrbanlabError(
+            f"{len(lost)} districts of the populated places are not in the population table, e.g. {lost[0]}; "
+            "expected the places and the population to come from the same census."
+        )
+    keep = ["ccpp_code", "name", "ubigeo", "is_urban", "latitude", "longitude"]
+    p = (
+        p[keep]
+        .assign(census_population=p.population.astype(float))
+        .merge(
+            d[["ubigeo", "district", "province", "department", "need_index"]].assign(growth=grow.to_numpy()),
+            on="ubigeo",
+            how="left",
+            validate="m:1",
+        )
+    )
+    p["population"] = p.census_population * p.pop("growth")
+    p["people_in_need"] = p.population * p.need_index
+    order = ["ccpp_code", "name", "ubigeo", "district", "province", "department", "is_urban", "latitude", "longitude"]
+    return p[order + ["census_population", "population", "need_index", "people_in_need"]].sort_values(
+        "ccpp_code", ignore_index=True
+    )
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c007
+SITE_COLUMNS = ["name", "kind", "ubigeo", "district", "province", "department", "latitude", "longitude"]
+SCHOOL_COLUMNS = ["codlocal", "cod_mod", "services", "ugel", "management"]
+
+
 def _capitals(districts: pd.DataFrame) -> pd.DataFrame:
     d = districts.dropna(subset=["ubigeo", "latitude", "longitude"])
     return d.assign(name=d.capital.fillna(d.district), kind="district capital")
 
 
+def school_sites(
+    schools: pd.DataFrame,  # `load_schools`: one row per service
+    private: bool = False,  # also private schools (default: public ones only)
+) -> pd.DataFrame:
+    """One candidate per school building (`codlocal`): `name`, `kind`, district, coordinates, its services' `cod_mod`
+    (space-separated), `services`, `ugel`, `management`."""
+    s = (schools if private else schools[schools.is_public]).sort_values(["codlocal", "cod_mod", "anexo"])
+    g = s.groupby("codlocal", sort=True)
+    out = g.agg(
+        ubigeo=("ubigeo", "first"),
+        district=("district", "first"),
+        province=("province", "first"),
+        department=("department", "first"),
+        place_name=("place_name", "first"),
+        latitude=("latitude", "first"),
+        longitude=("longitude", "first"),
+        cod_mod=("cod_mod", lambda c: " ".join(dict.fromkeys(c))),
+        services=("cod_mod", "size"),
+        ugel=("ugel", "first"),
+        management=("management", lambda m: "; ".join(sorted(set(m)))),
+        is_rural=("is_rural", "first"),
+    ).reset_index()
+    out["name"] = "School " + out.codlocal + ", " + out.place_name.fillna(out.district).str.title()
+    out["kind"] = np.where(out.management.str.contains("Privada"), "private school", "public school")
+    return out[SITE_COLUMNS + SCHOOL_COLUMNS]
+
+
 def candidate_sites(
     districts: pd.DataFrame,  # `load_districts`
-    places: pd.DataFrame | None = None,  # `load_populated_places`: urban places become candidates
+    places: pd.DataFrame | None = None,  # `load_populated_places`: urban places become candidates (without schools)
     facilities: pd.DataFrame | None = None,  # a user's schools or facilities: the only candidates
+    schools: pd.DataFrame | None = None,  # `load_schools`: school buildings and district capitals are the candidates
+    private: bool = False,  # with `schools`: private schools too
 ) -> pd.DataFrame:
     """Candidate hub sites: `site_id`, `name`, `kind`, `ubigeo`, `district`, `province`, `department`, `latitude`,
-    `longitude`."""
+    `longitude`, and for schools `codlocal`, `cod_mod`, `services`, `ugel`, `management`."""
     cols = ["name", "kind", "ubigeo", "latitude", "longitude"]
     names = districts[["ubigeo", "district", "province", "department"]].dropna(subset=["ubigeo"])
     if facilities is not None:
@@ -67,14 +133,17 @@ def candidate_sites(
             )
             nearest = pd.Series(caps.ubigeo.to_numpy()[near], index=sites.index)
             sites["ubigeo"] = sites["ubigeo"].fillna(nearest) if "ubigeo" in sites else nearest
+        sites = sites[cols].merge(names, on="ubigeo", how="left")
+    elif schools is not None:
+        caps = _capitals(districts)[cols].merge(names, on="ubigeo", how="left")
+        sites = pd.concat([school_sites(schools, private), caps], ignore_index=True)
     else:
         urban = [] if places is None else [places[places.is_urban].assign(kind="urban place")]
         sites = pd.concat([_capitals(districts)[cols]] + [u[cols] for u in urban], ignore_index=True)
         key = pd.DataFrame({"u": sites.ubigeo, "y": sites.latitude.round(2), "x": sites.longitude.round(2)})
-        sites = sites[~key.duplicated()]  # ~1 km cells; the capital comes first
-    sites = sites[cols].merge(names, on="ubigeo", how="left")
-    order = ["name", "kind", "ubigeo", "district", "province", "department", "latitude", "longitude"]
-    return sites[order].reset_index(drop=True).rename_axis("site_id").reset_index()
+        sites = sites[~key.duplicated()][cols].merge(names, on="ubigeo", how="left")  # ~1 km cells; capital first
+    extra = [c for c in SCHOOL_COLUMNS if c in sites.columns]
+    return sites[SITE_COLUMNS + extra].reset_index(drop=True).rename_axis("site_id").reset_index()
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c011
 def select_region(frame: pd.DataFrame, region: str, column: str = "department") -> pd.DataFrame:
