@@ -1,6 +1,7 @@
 """Need by district and hub siting, on the real pipeline outputs: spatial CV, filled districts, the recommendation."""
 
 import json
+from pathlib import Path
 import numpy as np, pandas as pd
 import papermill as pm
 import pytest
@@ -69,31 +70,8 @@ def test_hub_recommendation_adds_up(project):
     assert "recommended hubs" in html and "proven optimal" in html
 
 
-def test_best_single_hub_matches_brute_force(project):
-    "The curve's first point is the best single site: checked against every candidate, distances computed here."
-    interim = project / "data" / "interim"
-    demand = pd.read_csv(project / "data" / "processed" / "hubs" / "demand.csv", dtype={"ubigeo": str})
-    cand = candidate_sites(
-        pd.read_parquet(interim / "districts.parquet"), pd.read_parquet(interim / "populated_places.parquet")
-    )
-    d = haversine(
-        demand.latitude.to_numpy()[:, None],
-        demand.longitude.to_numpy()[:, None],
-        cand.latitude.to_numpy()[None, :],
-        cand.longitude.to_numpy()[None, :],
-    )
-    best = ((d <= 15.0) * demand.people_in_need.to_numpy()[:, None]).sum(axis=0).max()
-    curve = pd.read_csv(project / "data" / "processed" / "hubs" / "coverage_curve.csv")
-    assert curve.need_within_reach.iloc[0] == pytest.approx(best, rel=1e-9)
-
-
-def test_hubs_at_a_planners_schools_in_one_department(project, tmp_path):
-    "A facilities file replaces the candidates; run the stage notebook with papermill into a scratch folder."
-    schools = tmp_path / "schools.csv"  # a TEST FIXTURE: four made-up schools at real Cusco capitals' coordinates
-    schools.write_text(
-        "name,latitude,longitude,kind\nTest school A,-13.5183,-71.9781,school\nTest school B,-13.3211,-72.0819,school\n"
-        "Test school C,-14.2667,-71.2333,school\nTest school D,-12.8667,-72.6833,school\n"
-    )
+def run_site_hubs(project, tmp_path, **params) -> Path:
+    "Run the site_hubs notebook with papermill on the project's outputs into `tmp_path`; its output folder."
     p = project
     pm.execute_notebook(
         str(p / "nbs" / "stages" / "site_hubs.ipynb"),
@@ -104,19 +82,73 @@ def test_hubs_at_a_planners_schools_in_one_department(project, tmp_path):
             interim_dir=str(p / "data" / "interim"),
             need_dir=str(p / "data" / "processed" / "need"),
             growth_dir=str(p / "data" / "processed" / "growth"),
-            region="cusco",
-            n_hubs=2,
-            curve_max=3,
-            facilities_path=str(schools),
             out_dir=str(tmp_path / "out"),
             metrics_path=str(tmp_path / "m.json"),
-        ),
+            curve_plot_path=str(tmp_path / "curve.csv"),
+        )
+        | params,
     )
-    sites = pd.read_csv(tmp_path / "out" / "recommendations.csv", dtype={"ubigeo": str})
+    return tmp_path / "out"
+
+
+def test_place_plan_of_a_department_matches_brute_force(project, tmp_path):
+    "Moquegua at places and schools: the exact 1- and 2-hub coverage equals a brute force over every site and pair."
+    out = run_site_hubs(project, tmp_path, region="MOQUEGUA", n_hubs=2, curve_max=2, radius_km=10.0)
+    demand = pd.read_csv(out / "demand.csv", dtype={"ubigeo": str, "ccpp_code": str})
+    interim = project / "data" / "interim"
+    places = pd.read_parquet(interim / "populated_places.parquet")
+    assert len(demand) == ((places.department == "MOQUEGUA") & (places.population > 0)).sum()
+    cand = candidate_sites(
+        pd.read_parquet(interim / "districts.parquet"), places, schools=pd.read_parquet(interim / "schools.parquet")
+    )
+    cand = cand[cand.department == "MOQUEGUA"]
+    assert set(cand.kind) == {"public school", "district capital"} and len(cand) > 100
+    d = haversine(
+        demand.latitude.to_numpy()[:, None],
+        demand.longitude.to_numpy()[:, None],
+        cand.latitude.to_numpy()[None, :],
+        cand.longitude.to_numpy()[None, :],
+    )
+    reach, w = d <= 10.0, demand.people_in_need.to_numpy()
+    best1 = (reach * w[:, None]).sum(axis=0).max()
+    best2 = max(((reach[:, [i]] | reach[:, i + 1 :]) * w[:, None]).sum(axis=0).max() for i in range(len(cand) - 1))
+    curve = pd.read_csv(out / "coverage_curve.csv")
+    assert curve.need_within_reach.tolist() == pytest.approx([best1, best2], rel=1e-9)
+    sites = pd.read_csv(out / "recommendations.csv", dtype={"codlocal": str, "cod_mod": str})
+    assert sites.marginal_need.sum() == pytest.approx(best2, rel=1e-9)
+    schools = sites[sites.kind == "public school"]
+    assert schools.codlocal.str.fullmatch(r"\d{6}").all() and schools.ugel.str.startswith("UGEL").all()
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["status"] == "optimal" and m["demand_points"] == len(demand) and m["capital_plan"]["sites"]
+
+
+def test_place_demand_adds_up_to_the_projection(project):
+    "Every inhabited place is a demand point; grown by its district, they hold the projected population."
+    demand = pd.read_csv(project / "data" / "processed" / "hubs" / "demand.csv", dtype={"ubigeo": str})
+    proj = pd.read_parquet(project / "data" / "processed" / "growth" / "district_projection.parquet")
+    assert len(demand) == 77916 and demand.ccpp_code.is_unique
+    assert demand.census_population.sum() == 29_381_884
+    assert demand.population.sum() == pytest.approx(proj.population_2030.sum(), rel=1e-4)
+    lima = demand[demand.ubigeo == "150101"]
+    grow = proj.set_index("ubigeo").loc["150101"]
+    assert lima.population.sum() == pytest.approx(
+        lima.census_population.sum() * grow.population_2030 / grow.population, rel=1e-9
+    )
+
+
+def test_hubs_at_a_planners_schools_in_one_department(project, tmp_path):
+    "A facilities file replaces the candidates; run the stage notebook with papermill into a scratch folder."
+    schools = tmp_path / "schools.csv"  # a TEST FIXTURE: four made-up schools at real Cusco capitals' coordinates
+    schools.write_text(
+        "name,latitude,longitude,kind\nTest school A,-13.5183,-71.9781,school\nTest school B,-13.3211,-72.0819,school\n"
+        "Test school C,-14.2667,-71.2333,school\nTest school D,-12.8667,-72.6833,school\n"
+    )
+    out = run_site_hubs(project, tmp_path, region="cusco", n_hubs=2, curve_max=3, facilities_path=str(schools))
+    sites = pd.read_csv(out / "recommendations.csv", dtype={"ubigeo": str})
     assert len(sites) == 2 and set(sites.kind) == {"school"} and set(sites.department) == {"CUSCO"}
     assert set(sites.name) <= {"Test school A", "Test school B", "Test school C", "Test school D"}
-    demand = pd.read_csv(tmp_path / "out" / "demand.csv", dtype={"ubigeo": str})
-    assert set(demand.department) == {"CUSCO"} and len(demand) == 112  # Cusco's census districts
+    demand = pd.read_csv(out / "demand.csv", dtype={"ubigeo": str})
+    assert set(demand.department) == {"CUSCO"} and demand.ubigeo.nunique() == 112  # Cusco's census districts
 
 
 def test_bad_region_and_facilities_get_clear_errors(project, tmp_path):
@@ -124,6 +156,9 @@ def test_bad_region_and_facilities_get_clear_errors(project, tmp_path):
     assert res.returncode == 1 and "Unknown region 'Cuzco'. Did you mean 'CUSCO'?" in res.stderr, res.stderr
     bad = tmp_path / "schools.csv"
     bad.write_text("name,latitude,longitude\nIE 1,-13.5,-71.9\nIE 2,-113.5,-71.9\n")
+    res = sh(["urbanlab", "stage", "site_hubs", "-p", "problem=pmedian"], project, check=False)
+    assert res.returncode == 1 and "problem=pmedian on 77,916 demand points" in res.stderr, res.stderr
+    assert "choose one region (e.g. region=CUSCO), demand=capitals, or problem=mclp" in res.stderr
     res = sh(["urbanlab", "validate", str(bad), "--kind", "facilities"], project, check=False)
     assert (
         res.returncode == 1

@@ -4,16 +4,18 @@
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c002
 from __future__ import annotations
+import time
 from dataclasses import dataclass
 import numpy as np, pandas as pd
 from ..core import EARTH_RADIUS_KM, UrbanlabError, suggest
 from .costs import great_circle_matrix
-from .locate import LSCP, MCLP, PCenter, PMedian
+from .coverage import coverage_matrix, mclp_curve, solve_mclp_sparse
+from .locate import LSCP, MCLP, PCenter, PMedian, relative_gap
 
 # %% auto #0
-__all__ = ['SITE_COLUMNS', 'SCHOOL_COLUMNS', 'PROBLEMS', 'hub_demand', 'school_sites', 'candidate_sites', 'select_region',
-           'check_problem', 'solve_sites', 'rank_sites', 'HubPlan', 'site_hubs', 'plan_summary', 'coverage_curve',
-           'explain_plan', 'sites_geojson', 'reach_ring']
+__all__ = ['SITE_COLUMNS', 'SCHOOL_COLUMNS', 'PROBLEMS', 'DENSE_LIMIT', 'hub_demand', 'school_sites', 'candidate_sites',
+           'select_region', 'check_problem', 'solve_sites', 'rank_sites', 'HubPlan', 'Solved', 'check_dense', 'locate',
+           'site_hubs', 'plan_summary', 'coverage_curve', 'explain_plan', 'sites_geojson', 'reach_ring']
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c005
 def _district_demand(need: pd.DataFrame, population: pd.DataFrame, districts: pd.DataFrame, column: str):
@@ -143,6 +145,8 @@ def candidate_sites(
         key = pd.DataFrame({"u": sites.ubigeo, "y": sites.latitude.round(2), "x": sites.longitude.round(2)})
         sites = sites[~key.duplicated()][cols].merge(names, on="ubigeo", how="left")  # ~1 km cells; capital first
     extra = [c for c in SCHOOL_COLUMNS if c in sites.columns]
+    if "services" in extra:  # capitals have none: a whole number where there is one
+        sites["services"] = sites.services.astype("Int64")
     return sites[SITE_COLUMNS + extra].reset_index(drop=True).rename_axis("site_id").reset_index()
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c011
@@ -208,16 +212,56 @@ def rank_sites(
 # %% ../../nbs/43_optimize.hubs.ipynb #c020
 @dataclass
 class HubPlan:
-    "A hub siting answer: ranked `sites`, `demand` with nearest hub and distance, `summary`, the solved `model`."
+    """A hub siting answer: ranked `sites`, `demand` with nearest hub and distance, `summary`, the solved `model`, and
+    for MCLP the sparse `coverage` (demand x candidates within reach)."""
 
     sites: pd.DataFrame
     demand: pd.DataFrame
     summary: dict
     model: object
+    coverage: object = None
+
+
+@dataclass
+class Solved:
+    "A sparse MCLP's answer in the attributes a locator has: `sites_`, `objective_`, `status_`, `gap_`, `seconds_`."
+
+    sites_: np.ndarray
+    objective_: float
+    status_: str
+    gap_: float
+    seconds_: float
+
+
+DENSE_LIMIT = 40_000_000  # demand x candidate distances a p-median, p-center or LSCP may hold (320 MB)
+
+
+def check_dense(n: int, m: int, problem: str) -> None:
+    "An `UrbanlabError` when `problem` would need a dense `n` x `m` distance matrix larger than `DENSE_LIMIT`."
+    if n * m > DENSE_LIMIT:
+        raise UrbanlabError(
+            f"problem={problem} on {n:,} demand points x {m:,} candidate sites needs a dense matrix of {n * m:,} "
+            f"distances (at most {DENSE_LIMIT:,}); choose one region (e.g. region=CUSCO), demand=capitals, or "
+            "problem=mclp, which works on the pairs within reach only."
+        )
+
+
+def locate(demand, candidates, need, problem, n_hubs, radius_km, time_limit=None):
+    "`(model, coverage)`: MCLP on sparse coverage sets, the other problems on the dense distance matrix."
+    t0 = time.perf_counter()
+    if problem == "mclp":
+        A = coverage_matrix(demand[["latitude", "longitude"]], candidates[["latitude", "longitude"]], radius_km)
+        left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 0.01)
+        r = solve_mclp_sparse(A, need, n_hubs, time_limit=left)
+        gap = relative_gap(r.objective, r.bound)
+        return Solved(np.sort(r.sites), r.objective, r.status, gap, time.perf_counter() - t0), A
+    check_dense(len(demand), len(candidates), problem)
+    c = great_circle_matrix(demand[["latitude", "longitude"]], candidates[["latitude", "longitude"]])
+    return solve_sites(c, need, problem, n_hubs, radius_km, time_limit), None
 
 
 def site_hubs(
-    demand: pd.DataFrame,  # `hub_demand`: one row per district
+    demand: pd.DataFrame,  # `hub_demand`: one row per populated place (or district)
     candidates: pd.DataFrame,  # `candidate_sites`
     n_hubs: int = 10,  # hubs to place (not used by lscp)
     radius_km: float = 15.0,  # reach of a hub
@@ -227,16 +271,16 @@ def site_hubs(
     "Choose hub sites exactly, rank them by marginal people in need covered and measure the plan."
     check_problem(problem, radius_km)
     if not len(demand):
-        raise UrbanlabError("No demand points: the region has no populated district.")
+        raise UrbanlabError("No demand points: the region has no populated place or district.")
     if not len(candidates):
         raise UrbanlabError("No candidate sites in the region.")
     if problem != "lscp" and not 1 <= n_hubs <= len(candidates):
         raise UrbanlabError(f"n_hubs must be between 1 and the {len(candidates)} candidate sites, got {n_hubs}.")
-    c = great_circle_matrix(demand[["latitude", "longitude"]], candidates[["latitude", "longitude"]])
     need, pop = demand.people_in_need.to_numpy(float), demand.population.to_numpy(float)
-    model = solve_sites(c, need, problem, n_hubs, radius_km, time_limit)
+    model, A = locate(demand, candidates, need, problem, n_hubs, radius_km, time_limit)
     chosen = np.asarray(model.sites_)
-    covered = c[:, chosen] <= radius_km
+    km = great_circle_matrix(demand[["latitude", "longitude"]], candidates.iloc[chosen][["latitude", "longitude"]])
+    covered = A[:, chosen].toarray() if A is not None else km <= radius_km
     order = rank_sites(covered, need, pop)
     sites = candidates.iloc[chosen[order.column]].reset_index(drop=True)
     sites = pd.concat(
@@ -244,13 +288,13 @@ def site_hubs(
     )
     sites["cumulative_need_share"] = sites.marginal_need.cumsum() / need.sum()
     sites["need_within_reach"] = [need[covered[:, j]].sum() for j in order.column]
-    near = chosen[np.argmin(c[:, chosen], axis=1)]
+    near = np.argmin(km, axis=1)
     dem = demand.assign(
-        hub_site_id=candidates.site_id.to_numpy()[near],
-        km_to_hub=c[np.arange(len(c)), near],
+        hub_site_id=candidates.site_id.to_numpy()[chosen[near]],
+        km_to_hub=km[np.arange(len(km)), near],
         within_reach=covered.any(axis=1),
     )
-    return HubPlan(sites, dem, plan_summary(dem, model, problem, radius_km), model)
+    return HubPlan(sites, dem, plan_summary(dem, model, problem, radius_km), model, A)
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c022
 def plan_summary(demand: pd.DataFrame, model, problem: str, radius_km: float) -> dict:
@@ -260,7 +304,8 @@ def plan_summary(demand: pd.DataFrame, model, problem: str, radius_km: float) ->
         problem=problem,
         hubs=int(len(model.sites_)),
         radius_km=radius_km,
-        districts=int(len(demand)),
+        demand_points=int(len(demand)),
+        districts=int(demand.ubigeo.nunique()),
         population=float(demand.population.sum()),
         people_in_need=float(w.sum()),
         population_within_reach=float(demand.population[r].sum()),
@@ -275,24 +320,18 @@ def plan_summary(demand: pd.DataFrame, model, problem: str, radius_km: float) ->
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c026
 def coverage_curve(
-    demand: pd.DataFrame, candidates: pd.DataFrame, radius_km: float, max_hubs: int, time_limit: float | None = None
+    demand: pd.DataFrame,  # `hub_demand`
+    candidates: pd.DataFrame,  # `candidate_sites`
+    radius_km: float,
+    max_hubs: int,
+    time_limit: float | None = None,  # seconds per number of hubs
+    coverage=None,  # the plan's sparse coverage (`HubPlan.coverage`) when it is at hand
 ) -> pd.DataFrame:
     "Exact MCLP for 1..`max_hubs` hubs: `hubs`, `need_within_reach`, `need_share`, `status`, `seconds`."
-    c = great_circle_matrix(demand[["latitude", "longitude"]], candidates[["latitude", "longitude"]])
+    if coverage is None:
+        coverage = coverage_matrix(demand[["latitude", "longitude"]], candidates[["latitude", "longitude"]], radius_km)
     w = demand.people_in_need.to_numpy(float)
-    rows = []
-    for p in range(1, min(max_hubs, len(candidates)) + 1):
-        m = MCLP(c, w, p=p, radius=radius_km).solve(time_limit=time_limit)
-        rows.append(
-            dict(
-                hubs=p,
-                need_within_reach=m.objective_,
-                need_share=m.objective_ / w.sum(),
-                status=m.status_,
-                seconds=m.seconds_,
-            )
-        )
-    return pd.DataFrame(rows)
+    return mclp_curve(coverage, w, min(max_hubs, len(candidates)), time_limit=time_limit)
 
 # %% ../../nbs/43_optimize.hubs.ipynb #c029
 def _people(x: float) -> str:
@@ -302,11 +341,12 @@ def _people(x: float) -> str:
 def explain_plan(plan: HubPlan, region: str, year: int | str) -> str:
     "A paragraph (Markdown) explaining the plan."
     s, top = plan.summary, plan.sites.head(3)
+    unit = "populated place" if "ccpp_code" in plan.demand else "district"
     asked = {
         "mclp": f"the {s['hubs']} sites that put the most people in need within {s['radius_km']:g} km",
         "pmedian": f"the {s['hubs']} sites with the shortest need-weighted distance to the nearest hub",
         "pcenter": f"the {s['hubs']} sites with the shortest longest distance to the nearest hub",
-        "lscp": f"the fewest sites that put every district within {s['radius_km']:g} km ({s['hubs']} hubs)",
+        "lscp": f"the fewest sites that put every {unit} within {s['radius_km']:g} km ({s['hubs']} hubs)",
     }[s["problem"]]
     firsts = "; ".join(
         f"**{r.name}** ({r.district.title()}, {r.department.title()}) adds {_people(r.marginal_need)} people in need"
@@ -322,7 +362,7 @@ def explain_plan(plan: HubPlan, region: str, year: int | str) -> str:
         f"Together they reach **{_people(s['need_within_reach'])}** of "
         f"{_people(s['people_in_need'])} people in need (**{100 * s['need_share_within_reach']:.1f}%**) and "
         f"{_people(s['population_within_reach'])} people in all. In order of what each adds: {firsts}. "
-        f"People in need are on average {s['mean_km_to_hub']:.1f} km from their nearest hub (the farthest district: "
+        f"People in need are on average {s['mean_km_to_hub']:.1f} km from their nearest hub (the farthest {unit}: "
         f"{s['max_km_to_hub']:.0f} km). The solution is {proof} (HiGHS, {s['seconds']:.2f} s)."
     )
 

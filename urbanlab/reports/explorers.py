@@ -19,9 +19,9 @@ from .offline import _rings, number_format, offline_choropleth
 
 # %% auto #0
 __all__ = ['TABLE_CSS', 'HUB_COLUMNS', 'COVERAGE_EDGES', 'COVERAGE_LABELS', 'EQUITY', 'SYNTHETIC_BANNER', 'PALETTE', 'PATH_YEARS',
-           'refresh_figure', 'show_figure', 'frame_html', 'markdown_html', 'hub_map', 'HubExplorer', 'gpd_read',
-           'district_units', 'coverage_map', 'read_needs_frame', 'AllocationExplorer', 'fan_traces', 'GrowthExplorer',
-           'open_explorer', 'app_tabs', 'models_note']
+           'refresh_figure', 'show_figure', 'frame_html', 'markdown_html', 'place_markers', 'hub_map', 'HubExplorer',
+           'gpd_read', 'district_units', 'coverage_map', 'read_needs_frame', 'AllocationExplorer', 'fan_traces',
+           'GrowthExplorer', 'open_explorer', 'app_tabs', 'models_note']
 
 # %% ../../nbs/53_reports.explorers.ipynb #c008
 def _plain(obj) -> dict:
@@ -78,30 +78,55 @@ def markdown_html(text: str) -> str:
     return _MARKDOWN(text)
 
 # %% ../../nbs/53_reports.explorers.ipynb #c016
+def place_markers(demand: pd.DataFrame) -> go.Scattergl:
+    "Populated places as markers whose area is their people in need: dark where a hub reaches them, grey where not."
+    size = np.clip(np.sqrt(demand.people_in_need.to_numpy(float)) / 10, 1.5, 16)
+    reached = demand.within_reach.to_numpy(bool) if "within_reach" in demand else np.ones(len(demand), bool)
+    return go.Scattergl(
+        x=demand.longitude.to_numpy(float),
+        y=demand.latitude.to_numpy(float),
+        mode="markers",
+        marker=dict(size=size, color=np.where(reached, "#08306b", "#969696"), opacity=0.4, line=dict(width=0)),
+        customdata=np.round(demand.people_in_need.to_numpy(float)),
+        hovertemplate="%{customdata:,.0f} people in need<extra>place</extra>",
+        name="places",
+        showlegend=False,
+    )
+
+
 def hub_map(base: go.Figure, plan, radius_km: float, title: str) -> go.Figure:
-    "The need map `base` with each hub's reach (one trace of rings) and the ranked hubs (one trace of markers)."
+    """The need map `base` with the plan's populated places (when demand is at places), each hub's reach (one trace
+    of rings) and the ranked hubs (one trace of markers)."""
     xs, ys = [], []
     for r in plan.sites.itertuples():
         x, y = reach_ring(r.latitude, r.longitude, radius_km)
         xs += [*x, None]
         ys += [*y, None]
     fig = go.Figure(base)
-    fig.add_scatter(
-        x=xs, y=ys, mode="lines", line=dict(color="#1f4e9c", width=1), hoverinfo="skip", showlegend=False, name="reach"
+    places = "ccpp_code" in plan.demand
+    if places:
+        fig.add_trace(place_markers(plan.demand))
+    trace = go.Scattergl if places else go.Scatter  # WebGL draws above SVG: the hubs must be drawn like the places
+    fig.add_trace(
+        trace(x=xs, y=ys, mode="lines", line=dict(color="#1f4e9c", width=1), hoverinfo="skip", showlegend=False).update(
+            name="reach"
+        )
     )
     s = plan.sites
-    fig.add_scatter(
-        x=s.longitude,
-        y=s.latitude,
-        mode="markers+text",
-        text=s["rank"].astype(str),
-        textposition="top center",
-        marker=dict(size=9, color="#1f4e9c", line=dict(color="white", width=1)),
-        name="hubs",
-        showlegend=False,
-        customdata=s[["name", "district", "marginal_need"]],
-        hovertemplate="#%{text} %{customdata[0]} (%{customdata[1]})<br>"
-        "adds %{customdata[2]:,.0f} people in need<extra></extra>",
+    fig.add_trace(
+        trace(
+            x=s.longitude,
+            y=s.latitude,
+            mode="markers+text",
+            text=s["rank"].astype(str),
+            textposition="top center",
+            marker=dict(size=9, color="#1f4e9c", line=dict(color="white", width=1)),
+            name="hubs",
+            showlegend=False,
+            customdata=s[["name", "district", "marginal_need"]],
+            hovertemplate="#%{text} %{customdata[0]} (%{customdata[1]})<br>"
+            "adds %{customdata[2]:,.0f} people in need<extra></extra>",
+        )
     )
     return fig.update_layout(title=title, height=620)
 
@@ -109,6 +134,8 @@ def hub_map(base: go.Figure, plan, radius_km: float, title: str) -> go.Figure:
 HUB_COLUMNS = {
     "rank": None,
     "name": None,
+    "kind": None,
+    "ugel": None,
     "district": None,
     "department": None,
     "marginal_need": "{:,.0f}",
@@ -127,6 +154,7 @@ class HubExplorer:
         districts: pd.DataFrame,  # `districts.parquet`: capitals' coordinates
         candidates: pd.DataFrame,  # `candidate_sites`
         polygons: pd.DataFrame,  # `district_polygons.parquet`: `ubigeo`, `geometry`
+        places: pd.DataFrame | None = None,  # populated places with `population`: demand where people live
         years: list | None = None,  # scenario years offered (default: 2017 and the projected columns)
         national: float | None = None,  # national growth rate, to project years not in `people`
         region: str = "all",
@@ -143,6 +171,7 @@ class HubExplorer:
             polygons,
         )
         self.national, self.time_limit, self._demand, self._base = national, time_limit, {}, {}
+        self.places = places
         found = sorted(int(c.split("_")[1]) for c in people.columns if re.fullmatch(r"population_\d{4}", c))
         years = years or [2017, *found]
         regions = ["all", *sorted(need.department.dropna().str.upper().unique())]
@@ -163,7 +192,7 @@ class HubExplorer:
         self.update()
 
     def demand(self, year: int) -> pd.DataFrame:
-        "People in need by district in `year` (every region), cached."
+        "People in need by populated place (or district) in `year` (every region), cached."
         if year not in self._demand:
             column, people = ("population" if year == 2017 else f"population_{year}"), self.people
             if column not in people:
@@ -172,7 +201,7 @@ class HubExplorer:
                         f"No population for {year}: only 2017 and the pipeline's projected years are known."
                     )
                 people = project_districts(people, self.national, year)
-            self._demand[year] = hub_demand(self.need, people, self.districts, column)
+            self._demand[year] = hub_demand(self.need, people, self.districts, column, self.places)
         return self._demand[year]
 
     def base_map(self, region: str) -> go.Figure:
@@ -213,8 +242,9 @@ class HubExplorer:
             hub_map(self.base_map(v["region"]), plan, v["radius_km"], title),
             reset_axes=change is not None and change["name"] == "value" and change["owner"] is self.controls["region"],
         )
-        self.sites = plan.sites[list(HUB_COLUMNS)]
-        self.table.value = TABLE_CSS + frame_html(self.sites, HUB_COLUMNS)
+        shown = {k: v for k, v in HUB_COLUMNS.items() if k in plan.sites}  # capitals and urban places have no UGEL
+        self.sites = plan.sites[list(shown)]
+        self.table.value = TABLE_CSS + frame_html(self.sites, shown)
         self.summary.value = markdown_html(explain_plan(plan, name, v["year"]))
         self.status.value = ""
 
@@ -249,17 +279,19 @@ class HubExplorer:
                 i / "district_polygons.parquet",
                 p / "need" / "district_need.parquet",
                 p / "growth" / "district_projection.parquet",
+                i / "schools.parquet",
             ],
             "The hub explorer",
         )
-        districts, places, need, people = (pd.read_parquet(files[k]) for k in (0, 1, 3, 4))
+        districts, places, need, people, schools = (pd.read_parquet(files[k]) for k in (0, 1, 3, 4, 5))
         polygons = gpd_read(files[2])
         national = national_rate(read_series(project_path("raw", "peru", "census_totals_1940_2017.csv", root=root)))
         found = sorted(int(c.split("_")[1]) for c in people.columns if re.fullmatch(r"population_\d{4}", c))
         kwargs = (
             dict(years=sorted({2017, 2020, 2025, 2030, 2035, 2040, *found}), year=max(found, default=2017)) | kwargs
         )
-        return cls(need, people, districts, candidate_sites(districts, places), polygons, national=national, **kwargs)
+        sites = candidate_sites(districts, places, schools=schools)
+        return cls(need, people, districts, sites, polygons, places, national=national, **kwargs)
 
 
 def gpd_read(path) -> pd.DataFrame:

@@ -134,6 +134,9 @@ class NeedFeatures(BaseModel):
     net_rate: float | None = _feature("5-year net migration per 1,000")
     km_to_city: float | None = _feature("km to the nearest city of 300,000+")
     km_to_province_capital: float | None = _feature("km to the province capital")
+    mobile_1mbps_share: float | None = _feature("share of inhabited places with mobile internet over 1 Mbps, 0-1")
+    mobile_4g_share: float | None = _feature("share of inhabited places with 4G, 0-1")
+    km_to_school: float | None = _feature("people-weighted km from a place to its nearest school")
 
 
 class NeedRequest(BaseModel):

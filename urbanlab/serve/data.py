@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from ..core import UrbanlabError, project_path, project_root, require_outputs, suggest
-from ..features.need import BASE_FEATURES, great_circle_km
+from ..features.need import BASE_FEATURES, CONNECTIVITY_FEATURES, great_circle_km
 
 # %% auto #0
-__all__ = ['HUB_COLUMNS', 'serve_files', 'check_served', 'HubIndex', 'policy_shares', 'projected_years', 'district_cards',
-           'suggest_district', 'predict_need', 'ServeData', 'served_versions', 'plan_tables', 'plan_years', 'plan_hubs',
-           'PlanTimeout', 'PlanPool']
+__all__ = ['HUB_COLUMNS', 'SERVED_FEATURES', 'serve_files', 'check_served', 'HubIndex', 'policy_shares', 'projected_years',
+           'district_cards', 'suggest_district', 'predict_need', 'ServeData', 'served_versions', 'plan_tables',
+           'plan_years', 'plan_hubs', 'PlanTimeout', 'PlanPool']
 
 # %% ../../nbs/70_serve.data.ipynb #39e00970
 def serve_files(root: str | Path | None = None) -> dict[str, Path]:
@@ -24,6 +24,7 @@ def serve_files(root: str | Path | None = None) -> dict[str, Path]:
     return dict(
         districts=i / "districts.parquet",
         places=i / "populated_places.parquet",
+        schools=i / "schools.parquet",
         need=p / "need" / "district_need.parquet",
         projection=p / "growth" / "district_projection.parquet",
         hubs=p / "hubs" / "recommendations.csv",
@@ -164,6 +165,9 @@ def suggest_district(code: str, cards: dict[str, dict]) -> str:
     return suggest(c, cards)
 
 # %% ../../nbs/70_serve.data.ipynb #4805c78b
+SERVED_FEATURES = BASE_FEATURES + CONNECTIVITY_FEATURES  # what `/v1/need/predict` accepts
+
+
 def predict_need(model, features: list[str], rows: pd.DataFrame) -> pd.DataFrame:
     "`poverty_pct`, `hdi_2019` and `need_index` predicted by a `KerasNeed` for each row of `rows` (its `features`)."
     from urbanlab.models.need import label_frame, need_index
@@ -211,10 +215,10 @@ class ServeData:
         )
         growth = load_model(f["growth_model"].parent, device)
         need_model, features = load_need_model(f["need_model"].parent)
-        if features != BASE_FEATURES[: len(features)] or set(features) - set(BASE_FEATURES):
+        if set(features) - set(SERVED_FEATURES):
             raise UrbanlabError(
                 f"{f['need_model'].parent}: the need model expects features {features}; "
-                f"this version of urbanlab serves {BASE_FEATURES}. Retrain it (urbanlab run)."
+                f"this version of urbanlab serves {SERVED_FEATURES}. Retrain it (urbanlab run)."
             )
         return cls(hubs, cards, growth, need_model, features, metrics.get("supply"), served_versions(f, root))
 
@@ -235,16 +239,18 @@ def served_versions(files: dict[str, Path], root: str | Path | None = None) -> d
 
 # %% ../../nbs/70_serve.data.ipynb #cfdbe403
 def plan_tables(root: str | Path | None = None) -> dict:
-    "What a plan needs: the need table, the population by year, the district capitals, the candidate sites."
+    """What a plan needs: the need table, the population by year, the district capitals, the populated places and
+    the candidate sites (school buildings and capitals, as `site_hubs` by default)."""
     from urbanlab.optimize.hubs import candidate_sites
 
     f = serve_files(root)
-    districts = pd.read_parquet(f["districts"])
+    districts, places = pd.read_parquet(f["districts"]), pd.read_parquet(f["places"])
     return dict(
         need=pd.read_parquet(f["need"]),
         projection=pd.read_parquet(f["projection"]),
         districts=districts,
-        candidates=candidate_sites(districts, pd.read_parquet(f["places"])),
+        places=places,
+        candidates=candidate_sites(districts, places, schools=pd.read_parquet(f["schools"])),
         demand={},
     )
 
@@ -271,7 +277,8 @@ def plan_hubs(
         raise UrbanlabError(f"year {year}: expected one of {years} (the census and the projected years).")
     if year not in tables["demand"]:
         column = "population" if year == 2017 else f"population_{year}"
-        tables["demand"][year] = hub_demand(tables["need"], tables["projection"], tables["districts"], column)
+        t = tables
+        t["demand"][year] = hub_demand(t["need"], t["projection"], t["districts"], column, t.get("places"))
     demand = select_region(tables["demand"][year], region)
     plan = site_hubs(demand, select_region(tables["candidates"], region), n_hubs, radius_km, problem, time_limit)
     sites = plan.sites.drop(columns=["site_id"]).assign(ubigeo=lambda d: d.ubigeo.map(_code))
