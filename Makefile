@@ -33,7 +33,7 @@ lint: env  ## ruff: nbs/, tests/ and benchmarks/ formatted and linted (ruff.toml
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
-test: env lint  ## every test: ruff, the notebooks (nbdev_test), then pytest tests/ (about 25 minutes on 2 cores)
+test: env lint  ## every test: ruff, the notebooks (nbdev_test), then pytest tests/ (about 37 minutes on 2 cores)
 	$(BIN)/nbdev_test --n_workers 2 --flags spark
 	$(BIN)/pytest tests
 
