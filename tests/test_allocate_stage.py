@@ -25,7 +25,11 @@ def run_stage(tmp, **params):
 def run(tmp_path_factory):
     "Run the stage notebook standalone (a sample of data/raw, 20,000 SYNTHETIC learners) into a scratch folder."
     tmp = tmp_path_factory.mktemp("allocate")
-    return run_stage(tmp, keras_sample=5_000, epochs=5)
+    (tmp / "requests.csv").write_text(  # real codigos modulares: Chachapoyas (010101), Cotabambas (030501)
+        "school_code,item,count,reason\n0257337,device,5,new pupils\n0257337,materials,3,books\n"
+        "9999999,device,2,\n1739259,device,3000,every pupil\n"
+    )
+    return run_stage(tmp, keras_sample=5_000, epochs=5, requests_path=str(tmp / "requests.csv"))
 
 
 def test_outputs_exist(run):
@@ -74,6 +78,18 @@ def test_no_group_under_k_is_shown(run):
     nb = nbformat.read(run / "run.ipynb", as_version=4)
     shown = "\n".join(str(o) for c in nb.cells for o in c.get("outputs", []))
     assert "learner_id" not in shown and "school_id" not in shown  # no learner row is shown
+
+
+def test_requests_met_as_minimums_or_reported(run):
+    out, m = run / "out", json.loads((run / "metrics.json").read_text())
+    st = pd.read_csv(out / "requests_status.csv", dtype={"school_code": str, "unit_id": str}).set_index("count")
+    assert list(st.status) == ["met", "other item", "not met", "not met"]
+    assert st.loc[5, "unit_id"] == "010101" and st.loc[3000, "why"].endswith("more than the whole supply (2,641)")
+    assert "not among the allocation's units" in st.loc[2, "why"]
+    for pol in m["policies"]:  # the 5 devices reach Chachapoyas whatever the policy
+        a = pd.read_csv(out / f"allocation_{pol}.csv", dtype={"unit_id": str}).set_index("unit_id")
+        assert a.loc["010101", "allocation"] >= 5 and a.loc["010101", "request_met"], pol
+    assert m["requests"] == dict(total=4, met=1, items_met=5)
 
 
 @pytest.fixture(scope="module")

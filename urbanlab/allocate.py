@@ -19,10 +19,10 @@ from .optimize.locate import highs_model
 __all__ = ['TABLETS', 'POLICIES', 'NATIONAL_LEARNERS', 'COMPARISON', 'FIGURES', 'check_needs', 'read_needs', 'check_supply',
            'check_policy', 'LexResult', 'solve_lexicographic', 'poorness', 'solve_maxcover', 'maxmin_share',
            'solve_maxmin', 'solve_equity', 'priority_tiers', 'fill_tiers', 'round_allocation', 'gini',
-           'AllocationSummary', 'Allocation', 'summarize', 'allocate', 'allocate_file', 'write_allocation',
-           'poverty_quintiles', 'pool_small', 'nearest_hubs', 'unit_ids', 'unit_needs', 'scale_to_learners',
-           'compare_policies', 'best_alternative', 'policy_line', 'policy_verdict', 'policy_figures', 'items_per_hub',
-           'district_coverage']
+           'AllocationSummary', 'Allocation', 'summarize', 'allocate', 'meet_requests', 'unit_requests',
+           'request_status', 'allocate_file', 'write_allocation', 'poverty_quintiles', 'pool_small', 'nearest_hubs',
+           'unit_ids', 'unit_needs', 'scale_to_learners', 'compare_policies', 'best_alternative', 'policy_line',
+           'policy_verdict', 'policy_figures', 'items_per_hub', 'district_coverage']
 
 # %% ../nbs/45_allocate.ipynb #c005
 TABLETS = 1_056_430  # tablets adjudicated by MINEDU in 2020 (Lenovo 496,745 + 55,000; AOC 502,685)
@@ -337,6 +337,7 @@ def allocate(
     source: str = "needs",
 ) -> Allocation:
     "Allocate `supply` across the units of `needs` by `policy` (maxcover, maxmin, equity, rule), within a budget."
+    # a `requested` column is honoured as minimums where the supply allows (`meet_requests`)
     policy = check_policy(policy)
     supply = check_supply(supply)
     budget = None if budget is None else check_supply(budget, "budget")
@@ -349,16 +350,84 @@ def allocate(
     if {"quintile", "rural"} <= set(t.columns):
         t["tier"] = priority_tiers(t.quintile, t.rural)
     t0 = time.perf_counter()
-    r = _solve(t, supply, policy, budget)
+    floor = np.zeros(len(t))
+    if "requested" in t:  # a request raises its unit's need to what was asked; those that fit are minimums
+        t["need"] = np.maximum(t.need, t.requested)
+        t["request_met"] = meet_requests(t, supply, budget) & (t.requested > 0)
+        floor = np.where(t.request_met, t.requested, 0.0)
+    cost = t.cost_per_unit.to_numpy(dtype=float) if budget is not None else None
+    rest = t.assign(need=t.need - floor)  # the policy shares what the minimums leave
+    left = None if budget is None else budget - cost @ floor
+    r = _solve(rest, supply - floor.sum(), policy, left)
     if r.x is None:
         raise UrbanlabError(f"{source}: the {policy} LP has no solution ({r.status}).")
-    cost = t.cost_per_unit.to_numpy(dtype=float) if budget is not None else None
-    x = round_allocation(r.x, t.need, poorness(t), cost, budget) if whole else np.clip(r.x, 0, t.need.to_numpy())
+    x = floor + (
+        round_allocation(r.x, rest.need, poorness(t), cost, left) if whole else np.clip(r.x, 0, rest.need.to_numpy())
+    )
     seconds = time.perf_counter() - t0
     t["allocation"] = x
     t["coverage"] = np.where(t.need > 0, x / np.where(t.need > 0, t.need, 1), np.nan)
     t["unmet"] = t.need - x
     return Allocation(t, summarize(t, policy, r.status, supply, budget, seconds))
+
+# %% ../nbs/45_allocate.ipynb #8852d423
+def _request_order(t: pd.DataFrame) -> np.ndarray:
+    "Units in the order their requests are honoured: the rule's tier (when known), then the poorest, then as listed."
+    tier = t.tier.to_numpy() if "tier" in t else np.zeros(len(t))
+    return np.lexsort((np.arange(len(t)), -poorness(t), tier))
+
+
+def meet_requests(
+    t: pd.DataFrame,  # units with `requested` (and `tier`, poverty, `cost_per_unit` as `allocate` has them)
+    supply: float,
+    budget: float | None = None,
+) -> np.ndarray:
+    "Whether each unit's whole request fits, granted in `_request_order` while the supply (and budget) last."
+    req = t.requested.to_numpy(dtype=float)
+    cost = t.cost_per_unit.to_numpy(dtype=float) if budget is not None else np.zeros(len(t))
+    met, room, money = np.zeros(len(t), dtype=bool), float(supply), np.inf if budget is None else float(budget)
+    for i in _request_order(t):
+        if 0 < req[i] <= room + 1e-9 and cost[i] * req[i] <= money + 1e-6:
+            met[i], room, money = True, room - req[i], money - cost[i] * req[i]
+    return met
+
+
+def unit_requests(
+    requests: pd.DataFrame,  # a `requests` table: `school_code`, `item`, `count`
+    unit_of_school: pd.Series,  # school code -> allocation unit id
+    item: str,  # the item this allocation shares
+) -> pd.Series:
+    "Items requested per unit (unit id -> count) by the requests for `item` whose school has a unit."
+    r = requests[(requests["item"] == item) & requests.school_code.isin(unit_of_school.index)]
+    return r.groupby(r.school_code.map(unit_of_school))["count"].sum().rename("requested")
+
+
+def request_status(
+    requests: pd.DataFrame,  # the `requests` table
+    unit_of_school: pd.Series,  # school code -> allocation unit id
+    allocation: Allocation,  # solved with the `requested` of `unit_requests`
+    item: str,
+) -> pd.DataFrame:
+    "Each request with its `unit_id`, `allocated` (its unit's items), `status` (met / not met / other item) and `why`."
+    t = allocation.table.set_index("unit_id")
+    out = requests.assign(unit_id=requests.school_code.map(unit_of_school))
+    got = out.unit_id.map(t.allocation)
+    met = out.unit_id.map(t.request_met).astype("boolean").fillna(False).to_numpy(bool) if "request_met" in t else False
+    s = allocation.summary
+    asked = out.unit_id.map(t.requested) if "requested" in t else got * 0
+    why = np.select(
+        [out.unit_id.isna(), met, asked > s.supply],
+        [
+            "school not among the allocation's units (not in the register, or no learners)",
+            "",
+            asked.map("{:,.0f}".format) + f" items asked for its unit, more than the whole supply ({s.supply:,.0f})",
+        ],
+        f"the supply ran out: {s.supply:,.0f} items, and the requests ranked before it (poorest and rural "
+        "first) took what a whole request needs" + ("; or the transport budget did" if s.budget is not None else ""),
+    )
+    why = np.where(out["item"] != item, "asks for " + out["item"] + f"; this allocation shares {item}", why)
+    status = np.where(out["item"] != item, "other item", np.where(met, "met", "not met"))
+    return out.assign(allocated=got, status=status, why=why)
 
 # %% ../nbs/45_allocate.ipynb #c057
 def allocate_file(

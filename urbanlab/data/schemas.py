@@ -19,13 +19,13 @@ from ..core import UrbanlabError
 # %% auto #0
 __all__ = ['DISTRICTS', 'PROVINCES', 'DEPARTMENTS', 'CENSUS', 'MIGRATION', 'POPULATED_PLACES', 'DISTRICT_POLYGONS', 'WUP_CITIES',
            'WUP_ANNUAL', 'FACILITIES', 'FLAG_WORDS', 'LEARNER_FLAGS', 'LEARNERS', 'KINDS', 'NEEDS_FLAGS', 'NEEDS',
-           'SERIES_MIN_POINTS', 'SERIES', 'PERU_LATITUDE', 'PERU_LONGITUDE', 'PLACE_POPULATION', 'SCHOOL_GESTION',
-           'SCHOOLS', 'MOBILE_COVERAGE', 'DataValidationError', 'code_column', 'number_column', 'text_column',
-           'latitude', 'longitude', 'count', 'percent', 'unit_index', 'read_csv_codes', 'read_geojson',
-           'csv_record_lines', 'wup_schema', 'flag_column', 'read_flags', 'read_learner_csv', 'RawKind', 'get_kind',
-           'describe_check', 'show_value', 'failure_groups', 'format_failures', 'validate_frame', 'show_path',
-           'read_raw', 'file_row_numbers', 'validate_file', 'read_needs_csv', 'finite_number', 'peru_latitude',
-           'peru_longitude', 'flag01']
+           'REQUEST_ITEMS', 'REQUESTS', 'SERIES_MIN_POINTS', 'SERIES', 'PERU_LATITUDE', 'PERU_LONGITUDE',
+           'PLACE_POPULATION', 'SCHOOL_GESTION', 'SCHOOLS', 'MOBILE_COVERAGE', 'DataValidationError', 'code_column',
+           'number_column', 'text_column', 'latitude', 'longitude', 'count', 'percent', 'unit_index', 'read_csv_codes',
+           'read_geojson', 'csv_record_lines', 'wup_schema', 'flag_column', 'read_flags', 'read_learner_csv', 'RawKind',
+           'get_kind', 'describe_check', 'show_value', 'failure_groups', 'format_failures', 'validate_frame',
+           'show_path', 'read_raw', 'file_row_numbers', 'validate_file', 'read_needs_csv', 'finite_number',
+           'peru_latitude', 'peru_longitude', 'flag01']
 
 # %% ../../nbs/10_data.schemas.ipynb #c005
 class DataValidationError(UrbanlabError):
@@ -523,6 +523,7 @@ NEEDS = pa.DataFrameSchema(
             required=False,
         ),
         cost_per_unit=finite_number(0, required=False),
+        requested=finite_number(0, required=False),  # items the unit's schools asked for (`requests` kind)
     ),
     checks=[
         pa.Check(_one_poverty, error="one poverty column: 'poverty' (share 0-1) or 'poverty_pct' (0-100), not both")
@@ -530,6 +531,19 @@ NEEDS = pa.DataFrameSchema(
     name="needs",
 )
 KINDS["needs"] = RawKind("", read_needs_csv, NEEDS)  # no default: a planner's own file
+
+REQUEST_ITEMS = ["device", "connectivity", "materials"]
+REQUESTS = pa.DataFrameSchema(
+    dict(
+        school_code=code_column(7),  # MINEDU's codigo modular (`cod_mod` of the school register)
+        item=pa.Column(str, pa.Check.isin(REQUEST_ITEMS, error=" or ".join(REQUEST_ITEMS))),
+        count=number_column(1, dtype="int64"),  # items asked for
+        reason=text_column(nullable=True, required=False),
+    ),
+    unique=["school_code", "item"],
+    name="requests",
+)
+KINDS["requests"] = RawKind("", partial(read_csv_codes, codes=("school_code",)), REQUESTS)  # a UGEL's own file
 
 # %% ../../nbs/10_data.schemas.ipynb #a616c001
 SERIES_MIN_POINTS = 3  # the fewest observations a forecast needs: two growth rates to see a trend
